@@ -1,0 +1,128 @@
+"""Public op objects: ``fa.<name>`` is one of these; calling it is the forward."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dispatch
+from .cpu import elementwise as cpu_elementwise
+from .dispatch import Outputs, flat, prepare, resolve_backend
+
+
+def _kernel_params(numeric, dtype):
+    return tuple(dtype.type(v) for v in numeric)
+
+
+class Op:
+    """Base of every public op object: name, docstring, registry record."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.__name__ = spec.name
+        self.__qualname__ = spec.name
+        self.__doc__ = spec.doc
+
+    def __repr__(self):
+        params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
+        return f"<fastact {self.spec.kind} op {self.spec.name}({params})>"
+
+
+class ElementwiseOp(Op):
+    """An elementwise activation y = f(x) with its derivative, fused in one pass.
+
+    ``op(x)``: y.   ``op.value_and_derivative(x)``: (y, dy/dx).
+    ``op.backward(x, dy)``: dy * f'(x).   ``op.forward_backward(x, dy)``: (y, dy * f'(x)).
+    ``op.backward_from_output(y, dy)`` where f' is a function of y alone.
+    Every call takes the op's parameters as keywords, ``out=`` and ``backend=``.
+    """
+
+    def __call__(self, x, *, out=None, backend=None, **params):
+        return self._run("forward", (x,), ("x",), out, backend, params)
+
+    def value_and_derivative(self, x, *, out=None, backend=None, **params):
+        return self._run("value_and_derivative", (x,), ("x",), out, backend, params)
+
+    def backward(self, x, dy, *, out=None, backend=None, **params):
+        return self._run("backward", (x, dy), ("x", "dy"), out, backend, params)
+
+    def forward_backward(self, x, dy, *, out=None, backend=None, **params):
+        return self._run("forward_backward", (x, dy), ("x", "dy"), out, backend, params)
+
+    def backward_from_output(self, y, dy, *, out=None, backend=None, **params):
+        choice, _ = self.spec.bind(params)
+        if self.spec.scalars_for(choice).derivative_from_output is None:
+            raise NotImplementedError(f"{self.spec.name}: the derivative is not a function "
+                                      "of the output; use backward(x, dy)")
+        return self._run("backward_from_output", (y, dy), ("y", "dy"), out, backend, params)
+
+    def _run(self, pass_name, inputs, roles, out, backend, params):
+        name = f"{self.spec.name}.{pass_name}"
+        b = resolve_backend(backend, *inputs)
+        choice, numeric = self.spec.bind(params)
+        scalars = self.spec.scalars_for(choice)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_elementwise(self.spec, scalars, pass_name, inputs, roles, out,
+                                        numeric)
+        arrays, compute, result, container, originals = prepare(inputs, roles)
+        n_out = cpu_elementwise.PASSES[pass_name][3]
+        outs = Outputs([arrays[0].shape] * n_out, compute, result, container, out, arrays,
+                       name, originals=originals)
+        if b == "numpy":
+            results = _numpy_pass(scalars, pass_name, arrays, numeric)
+            for dst, src in zip(outs.arrays, results):
+                np.copyto(dst, src, casting="unsafe")
+        else:
+            kernel = cpu_elementwise.kernel(scalars, pass_name).get(arrays[0].size)
+            kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
+                   _kernel_params(numeric, compute))
+        return outs.finish()
+
+
+def _numpy_pass(scalars, pass_name, arrays, numeric):
+    with np.errstate(all="ignore"):
+        if pass_name == "forward":
+            return (scalars.numpy_value(arrays[0], *numeric),)
+        if pass_name == "value_and_derivative":
+            return scalars.numpy_value_and_derivative(arrays[0], *numeric)
+        if pass_name == "backward_from_output":
+            y, dy = arrays
+            return (dy * scalars.numpy_derivative_from_output(y, *numeric),)
+        x, dy = arrays
+        y, d = scalars.numpy_value_and_derivative(x, *numeric)
+        if pass_name == "backward":
+            return (dy * d,)
+        return y, dy * d
+
+
+def info() -> dict:
+    """Versions, threads, backends and devices."""
+    import platform
+
+    import numba
+
+    from . import __version__
+    from .cpu.jit import PARALLEL_MIN
+    d = {
+        "fastact": __version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": numba.get_num_threads(),
+        "threading_layer": numba.config.THREADING_LAYER,
+        "parallel_min": PARALLEL_MIN,
+        "backends": dispatch.available_backends(),
+        "default_backend": dispatch.get_backend(),
+    }
+    if "cuda" in d["backends"]:
+        from . import cuda
+        d["cuda"] = cuda.device_info()
+    return d
+
+
+OP_CLASSES = {"elementwise": ElementwiseOp}
+
+
+def make_op(spec):
+    """The public object of a registry record."""
+    return OP_CLASSES[spec.kind](spec)

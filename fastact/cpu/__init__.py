@@ -1,0 +1,1 @@
+"""CPU lowering: Numba ``njit`` kernels generated from the op definitions."""

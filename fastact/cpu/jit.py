@@ -1,0 +1,56 @@
+"""Compilation settings shared by every CPU kernel, and the serial/parallel pair."""
+import os
+import types
+
+from numba import njit
+
+# No nnan/ninf (they would break NaN/inf semantics) and no reassoc (it would
+# undo the Cody-Waite splitting inside the polynomial exp/log).
+FASTMATH = {"contract", "arcp"}
+# Reductions over plain sums/maxima are compiled apart with reassoc so that
+# LLVM vectorizes them; they hold no transcendental code.
+REDUCE_FASTMATH = {"contract", "arcp", "reassoc", "nsz"}
+
+JIT_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=True)
+
+# Below this many elements a serial kernel beats the parallel launch
+# (measured with bench/crossover.py; override with FASTACT_PARALLEL_MIN).
+PARALLEL_MIN = int(os.environ.get("FASTACT_PARALLEL_MIN", "32768"))
+
+
+class KernelPair:
+    """A kernel compiled lazily in two flavours: serial and parallel."""
+
+    __slots__ = ("_pyfunc", "_options", "_serial", "_parallel")
+
+    def __init__(self, pyfunc, **options):
+        self._pyfunc = pyfunc
+        self._options = {**JIT_OPTIONS, **options}
+        self._serial = None
+        self._parallel = None
+
+    def _compile(self, parallel: bool):
+        # Numba's on-disk cache keys on the function's qualified name and
+        # closure, not on the `parallel` flag: give each flavour its own name.
+        f = self._pyfunc
+        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__,
+                                  f.__defaults__, f.__closure__)
+        twin.__qualname__ = f"{f.__qualname__}.{'parallel' if parallel else 'serial'}"
+        return njit(parallel=parallel, **self._options)(twin)
+
+    def get(self, size: int):
+        if size >= PARALLEL_MIN:
+            if self._parallel is None:
+                self._parallel = self._compile(True)
+            return self._parallel
+        if self._serial is None:
+            self._serial = self._compile(False)
+        return self._serial
+
+    @property
+    def parallel(self):
+        return self.get(PARALLEL_MIN)
+
+    @property
+    def serial(self):
+        return self.get(0)

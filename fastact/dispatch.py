@@ -1,0 +1,278 @@
+"""Everything about Python objects: backend choice, dtypes, containers, ``out=``.
+
+Kernels only ever see C-contiguous NumPy arrays of float32/float64 and
+scalars; this module turns what a user passes into that and back.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+
+import numpy as np
+
+BACKENDS = ("auto", "cpu", "cuda", "numpy")
+
+_env_backend = os.environ.get("FASTACT_BACKEND", "auto").strip().lower() or "auto"
+_default_backend = contextvars.ContextVar("fastact_backend", default=_env_backend)
+
+
+# ----------------------------------------------------------------- backends
+
+def cuda_available() -> bool:
+    try:
+        from . import cuda as _cuda
+    except ImportError:
+        return False
+    return _cuda.is_available()
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here, in order of preference."""
+    names = ["cpu", "numpy"]
+    if cuda_available():
+        names.insert(0, "cuda")
+    return names
+
+
+def _check_backend_name(name) -> str:
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of "
+                         f"{['auto'] + available_backends()}")
+    return name.lower()
+
+
+def set_backend(name: str) -> None:
+    """Set the default backend ("auto", "cpu", "cuda" or "numpy")."""
+    name = _check_backend_name(name)
+    if name != "auto":
+        _require_available(name)
+    _default_backend.set(name)
+
+
+def get_backend() -> str:
+    return _default_backend.get()
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Context manager: ``with fa.use_backend("numpy"): ...``"""
+    name = _check_backend_name(name)
+    if name != "auto":
+        _require_available(name)
+    token = _default_backend.set(name)
+    try:
+        yield name
+    finally:
+        _default_backend.reset(token)
+
+
+def _require_available(name: str) -> None:
+    if name not in available_backends():
+        raise RuntimeError(f"backend {name!r} is not available here; available backends: "
+                           f"{available_backends()}"
+                           + (" (install numba-cuda and use a machine with an NVIDIA GPU, "
+                              "or set NUMBA_ENABLE_CUDASIM=1)" if name == "cuda" else ""))
+
+
+def is_device_array(x) -> bool:
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def resolve_backend(backend, *arrays) -> str:
+    """The backend a call runs on: explicit argument, else the default, "auto" decides."""
+    name = get_backend() if backend is None else _check_backend_name(backend)
+    on_device = any(is_device_array(a) for a in arrays if a is not None)
+    if name == "auto":
+        name = "cuda" if on_device else "cpu"
+    if name == "cuda":
+        _require_available("cuda")
+    elif on_device:
+        raise ValueError(f"backend {name!r} got a GPU array; use backend='cuda' or 'auto', "
+                         "or copy the array to the host first")
+    return name
+
+
+# ------------------------------------------------------------------ dtypes
+
+_F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+
+
+def dtypes_for(dtype) -> tuple[np.dtype, np.dtype]:
+    """(compute dtype, result dtype) of an input dtype, or TypeError."""
+    dt = np.dtype(dtype)
+    if dt == _F32 or dt == _F64:
+        return dt, dt
+    if dt == _F16:
+        return _F32, _F16
+    if dt.kind in "biu":
+        return _F64, _F64
+    raise TypeError(f"fastact does not support dtype {dt} (kind {dt.kind!r}); "
+                    "use a real floating, integer or bool array")
+
+
+# -------------------------------------------------------------- containers
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+class Container:
+    """How to give results back in the kind of object the user passed."""
+
+    __slots__ = ("kind", "torch_dtype")
+
+    def __init__(self, kind="numpy", torch_dtype=None):
+        self.kind = kind
+        self.torch_dtype = torch_dtype
+
+    def wrap(self, a):
+        if self.kind == "torch":
+            import torch
+            t = torch.from_numpy(a)
+            if self.torch_dtype is not None and t.dtype != self.torch_dtype:
+                t = t.to(self.torch_dtype)
+            return t
+        return a
+
+
+def to_host_array(x, role: str = "input"):
+    """(NumPy array, Container) for a NumPy array, torch CPU tensor or array-like."""
+    if isinstance(x, np.ndarray):
+        return x, Container()
+    if _is_torch(x):
+        import torch
+        if x.device.type != "cpu":
+            raise ValueError(f"{role} is a torch tensor on {x.device}; use backend='cuda'")
+        t = x.detach()
+        if t.dtype == torch.bfloat16:
+            return t.float().numpy(), Container("torch", torch.bfloat16)
+        if t.is_complex():
+            raise TypeError(f"fastact does not support dtype {t.dtype}")
+        return t.numpy(), Container("torch")
+    a = np.asarray(x)
+    if a.dtype.kind in "OSUV":
+        raise TypeError(f"fastact does not support dtype {a.dtype} (kind {a.dtype.kind!r}) "
+                        f"for {role}")
+    return a, Container()
+
+
+def prepare(inputs, roles, same_shape=True):
+    """Convert inputs to C-contiguous arrays of one compute dtype.
+
+    Returns (arrays, compute dtype, result dtype, container of the first input,
+    the inputs as host arrays before conversion).  With ``same_shape`` all
+    inputs must have the shape of the first.
+    """
+    arrays, container = [], None
+    compute, result = None, None
+    for x, role in zip(inputs, roles):
+        a, c = to_host_array(x, role)
+        if container is None:
+            container = c
+        cd, rd = dtypes_for(a.dtype)
+        compute = cd if compute is None else np.promote_types(compute, cd)
+        result = rd if result is None else np.promote_types(result, rd)
+        arrays.append(a)
+    shape = arrays[0].shape
+    for a, role in zip(arrays[1:], roles[1:]):
+        if same_shape and a.shape != shape:
+            raise ValueError(f"{role} has shape {a.shape}, expected {shape} "
+                             f"(the shape of {roles[0]})")
+    converted = [np.ascontiguousarray(a, dtype=compute) for a in arrays]
+    return converted, compute, result, container, arrays
+
+
+# ------------------------------------------------------------------ outputs
+
+def _out_array(o, role):
+    if isinstance(o, np.ndarray):
+        return o
+    if _is_torch(o):
+        if o.device.type != "cpu":
+            raise ValueError(f"{role} is a torch tensor on {o.device}")
+        return o.detach().numpy()
+    raise TypeError(f"{role} must be a NumPy array or torch tensor, got {type(o).__name__}")
+
+
+def split_out(out, n: int, name: str) -> list:
+    """``out=`` as a list of n entries (array or None)."""
+    if out is None:
+        return [None] * n
+    if n == 1:
+        if isinstance(out, (tuple, list)):
+            if len(out) != 1:
+                raise ValueError(f"{name}: out= takes one array, got {len(out)}")
+            out = out[0]
+        return [out]
+    if not isinstance(out, (tuple, list)) or len(out) != n:
+        raise ValueError(f"{name}: out= takes a tuple of {n} arrays (None for any to allocate)")
+    return list(out)
+
+
+class Outputs:
+    """Kernel-ready output arrays, and how to hand them back to the user.
+
+    A user ``out`` that is C-contiguous and of the compute dtype is written
+    directly (it may be an input: kernels that allow aliasing say so);
+    otherwise the kernel writes a temporary that is copied into ``out``.
+    """
+
+    def __init__(self, shapes, compute, result, container, out, inputs, name,
+                 alias_ok=True, originals=()):
+        self.container = container
+        self.result = result
+        self.user = []
+        self.arrays = []
+        outs = split_out(out, len(shapes), name)
+        seen = []
+        for k, (shape, o) in enumerate(zip(shapes, outs)):
+            role = f"{name}: out[{k}]" if len(shapes) > 1 else f"{name}: out"
+            if o is None:
+                self.user.append(None)
+                self.arrays.append(np.empty(shape, dtype=compute))
+                continue
+            a = _out_array(o, role)
+            if a.shape != tuple(shape):
+                raise ValueError(f"{role} has shape {a.shape}, expected {tuple(shape)}")
+            if a.dtype != result:
+                raise TypeError(f"{role} has dtype {a.dtype}, expected {result}")
+            if not a.flags.writeable:
+                raise ValueError(f"{role} is read-only")
+            for b in seen:
+                if np.may_share_memory(a, b):
+                    raise ValueError(f"{name}: the arrays in out= overlap")
+            seen.append(a)
+            direct = a.dtype == compute and a.flags.c_contiguous
+            if direct:
+                for x in list(inputs) + list(originals):
+                    if np.may_share_memory(a, x) and not (alias_ok and _same_memory(a, x)):
+                        direct = False
+            self.user.append(o)
+            self.arrays.append(a if direct else np.empty(shape, dtype=compute))
+            if not direct:
+                self.user[-1] = (o, a)
+
+    def finish(self):
+        results = []
+        for kernel_out, user in zip(self.arrays, self.user):
+            if user is None:
+                r = kernel_out if kernel_out.dtype == self.result else kernel_out.astype(self.result)
+                results.append(self.container.wrap(r))
+            elif isinstance(user, tuple):
+                o, a = user
+                np.copyto(a, kernel_out, casting="unsafe")
+                results.append(o)
+            else:
+                results.append(user)
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+def _same_memory(a, b) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a C-contiguous array."""
+    return a.reshape(-1)

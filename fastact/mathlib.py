@@ -1,0 +1,72 @@
+"""Target-free scalar math used by every op definition.
+
+Each name here is one function with a CPU lowering (vectorizable polynomials in
+``fastact.cpu.vmath``) and a CUDA lowering (libdevice, in ``fastact.cuda``),
+registered with ``numba.extending.overload(..., target=...)``.  The plain Python
+bodies below are what runs under the CUDA simulator and in pure-Python calls;
+they work on NumPy scalars and keep their dtype.
+
+Op definitions must never write a bare float or int literal next to an
+argument: Numba types ``0.5`` as float64 and would silently promote float32
+math.  ``lit(x, 0.5)`` gives the constant in ``x``'s type.
+"""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+
+def lit(x, value):
+    """``value`` converted to the floating type of ``x``."""
+    return type(x)(value)
+
+
+@overload(lit, inline="always")
+def _lit_overload(x, value):
+    if isinstance(x, types.Float):
+        ty = x
+
+        def impl(x, value):
+            return ty(value)
+
+        return impl
+    return None
+
+
+def _np1(fn):
+    def scalar(x):
+        with np.errstate(all="ignore"):
+            return fn(x)
+    return scalar
+
+
+exp = _np1(np.exp)
+exp.__doc__ = "e**x."
+exp.__name__ = "exp"
+expm1 = _np1(np.expm1)
+expm1.__doc__ = "e**x - 1, exact near 0."
+expm1.__name__ = "expm1"
+log = _np1(np.log)
+log.__doc__ = "Natural logarithm."
+log.__name__ = "log"
+log1p = _np1(np.log1p)
+log1p.__doc__ = "log(1 + x), exact near 0."
+log1p.__name__ = "log1p"
+tanh = _np1(np.tanh)
+tanh.__doc__ = "Hyperbolic tangent."
+tanh.__name__ = "tanh"
+
+
+def erfc(x):
+    """Complementary error function 1 - erf(x), relative-accurate for large x."""
+    import math
+    return type(x)(math.erfc(float(x))) if x == x else x
+
+
+MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "erfc")
+
+
+def _register_cpu():
+    from .cpu import vmath  # noqa: F401  (registers the CPU overloads)
+
+
+_register_cpu()

@@ -1,0 +1,2 @@
+"""Op definitions; importing this package fills the registry."""
+from . import elementwise  # noqa: F401

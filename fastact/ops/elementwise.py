@@ -1,0 +1,610 @@
+"""Elementwise activations: one scalar ``value_and_derivative`` per op.
+
+Each definition returns (f(x), f'(x)); the forward kernel uses only the first
+item and the compiler drops the rest.  Branches follow PyTorch's kernels so
+that kinks, NaN and infinities give what PyTorch gives (NaN tests are written
+``x <= a`` where PyTorch writes them so).  Where PyTorch's formula cancels
+(the tails of tanh', gelu, log_sigmoid, tanhshrink, squareplus) an exact
+rearrangement is used instead.  The NumPy baselines are what a NumPy user
+would write.
+"""
+import math
+from fractions import Fraction
+
+import numpy as np
+from numba.extending import register_jitable as jitable
+
+from ..mathlib import erfc, exp, expm1, lit, log1p
+from ..registry import REQUIRED, OpSpec, Param, Scalars, register
+
+
+def _first(fd):
+    """The value part of a value_and_derivative scalar, as its own scalar."""
+    @jitable
+    def value(x, *p):
+        return fd(x, *p)[0]
+    value.__name__ = value.__qualname__ = fd.__name__ + "_value"
+    return value
+
+
+def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0, 20.0),
+           transcendental=False, from_output=None, numpy_from_output=None, variants=None):
+    """Register an elementwise op (``variants``: choice value -> (vad, numpy_vad, numpy_value))."""
+    if variants is None:
+        variants = {None: (vad, numpy_vad, numpy_value)}
+    scalars = {}
+    for key, (fd, npfd, npf) in variants.items():
+        scalars[key] = Scalars(
+            value=_first(fd), value_and_derivative=fd,
+            numpy_value=npf or (lambda x, *p, _f=npfd: _f(x, *p)[0]),
+            numpy_value_and_derivative=npfd,
+            derivative_from_output=from_output if key is None else None,
+            numpy_derivative_from_output=numpy_from_output if key is None else None)
+    return register(OpSpec(name=name, kind="elementwise", doc=doc, params=tuple(params),
+                           scalars=scalars, domain=domain, transcendental=transcendental))
+
+
+# ------------------------------------------------------------ shared pieces
+
+@jitable
+def tanh_parts(u):
+    """(tanh u, 1 + tanh u, 1 - tanh(u)**2), each without cancellation.
+
+    With m = expm1(2|u|): |t| = m / (m + 2) and 1 - |t| = 2 / (m + 2).
+    """
+    one, two = lit(u, 1.0), lit(u, 2.0)
+    a = abs(u)
+    m = expm1(two * a)
+    omt = two / (m + two)
+    t_abs = one if m == lit(u, np.inf) else m / (m + two)
+    t = -t_abs if u < lit(u, 0.0) else t_abs
+    one_plus_t = omt if u < lit(u, 0.0) else one + t_abs
+    return t, one_plus_t, omt * (one + t_abs)
+
+
+@jitable
+def sigmoid_parts(x):
+    """(sigmoid x, 1 - sigmoid x), both to full relative accuracy."""
+    one = lit(x, 1.0)
+    e = exp(-x)
+    s = one / (one + e)
+    oms = e * s if x >= lit(x, 0.0) else one - s
+    return s, oms
+
+
+# ------------------------------------------------------------ piecewise-linear
+
+@jitable
+def identity_vad(x):
+    return x, lit(x, 1.0)
+
+
+define("identity", "identity(x) = x;  derivative 1.", identity_vad,
+       lambda x: (x.copy(), np.ones_like(x)), numpy_value=lambda x: x.copy())
+
+
+@jitable
+def binary_step_vad(x, threshold):
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    y = one if x >= threshold else (zero if x < threshold else x)
+    return y, zero
+
+
+define("binary_step",
+       "binary_step(x) = 1 if x >= threshold else 0 (NaN stays NaN).\n\n"
+       "Its derivative is 0 everywhere, the step included (as in frameworks that "
+       "define a gradient for it).",
+       binary_step_vad,
+       lambda x, t: (np.where(np.isnan(x), x, (x >= t).astype(x.dtype)), np.zeros_like(x)),
+       params=[Param("threshold", 0.0)])
+
+
+@jitable
+def threshold_vad(x, threshold, value):
+    if x <= threshold:
+        return value, lit(x, 0.0)
+    return x, lit(x, 1.0)
+
+
+define("threshold",
+       "threshold(x) = value if x <= threshold else x (PyTorch's Threshold);  "
+       "derivative 0 where x <= threshold, else 1.",
+       threshold_vad,
+       lambda x, t, v: (np.where(x <= t, v, x).astype(x.dtype), (x > t).astype(x.dtype)),
+       params=[Param("threshold", REQUIRED), Param("value", REQUIRED)])
+
+
+@jitable
+def relu_vad(x):
+    if x <= lit(x, 0.0):
+        return lit(x, 0.0), lit(x, 0.0)
+    return x, lit(x, 1.0)
+
+
+@jitable
+def relu_from_output(y):
+    return lit(y, 0.0) if y <= lit(y, 0.0) else lit(y, 1.0)
+
+
+define("relu", "relu(x) = max(x, 0);  derivative 1 for x > 0, else 0 (0 at x = 0).",
+       relu_vad, lambda x: (np.maximum(x, 0), (x > 0).astype(x.dtype)),
+       numpy_value=lambda x: np.maximum(x, 0),
+       from_output=relu_from_output, numpy_from_output=lambda y: (y > 0).astype(y.dtype))
+
+
+@jitable
+def hardtanh_vad(x, min_val, max_val):
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    y = min_val if x < min_val else (max_val if x > max_val else x)
+    d = zero if (x <= min_val or x >= max_val) else one
+    return y, d
+
+
+def _np_hardtanh(x, lo, hi):
+    return np.clip(x, lo, hi), ((x > lo) & (x < hi)).astype(x.dtype)
+
+
+define("hardtanh",
+       "hardtanh(x) = clip(x, min_val, max_val);  derivative 1 strictly inside, "
+       "0 at and beyond the bounds.",
+       hardtanh_vad, _np_hardtanh, numpy_value=lambda x, lo, hi: np.clip(x, lo, hi),
+       params=[Param("min_val", -1.0), Param("max_val", 1.0)])
+
+
+@jitable
+def relu6_vad(x):
+    return hardtanh_vad(x, lit(x, 0.0), lit(x, 6.0))
+
+
+define("relu6", "relu6(x) = min(max(x, 0), 6);  derivative 1 on (0, 6), else 0.",
+       relu6_vad, lambda x: _np_hardtanh(x, 0, 6), numpy_value=lambda x: np.clip(x, 0, 6))
+
+
+@jitable
+def leaky_relu_vad(x, negative_slope):
+    if x > lit(x, 0.0):
+        return x, lit(x, 1.0)
+    return x * negative_slope, negative_slope
+
+
+define("leaky_relu",
+       "leaky_relu(x) = x if x > 0 else negative_slope * x;  derivative negative_slope "
+       "at x <= 0.",
+       leaky_relu_vad,
+       lambda x, a: (np.where(x > 0, x, a * x), np.where(x > 0, 1, a).astype(x.dtype)),
+       numpy_value=lambda x, a: np.where(x > 0, x, a * x),
+       params=[Param("negative_slope", 0.01)])
+
+
+@jitable
+def hard_sigmoid_vad(x):
+    three, six, zero = lit(x, 3.0), lit(x, 6.0), lit(x, 0.0)
+    u = x + three
+    y = (zero if u <= zero else (six if u >= six else u)) / six
+    d = lit(x, 1.0) / six if (x > -three and x < three) else zero
+    return y, d
+
+
+define("hard_sigmoid",
+       "hard_sigmoid(x) = relu6(x + 3) / 6;  derivative 1/6 on (-3, 3), else 0.",
+       hard_sigmoid_vad,
+       lambda x: (np.clip(x + 3, 0, 6) / 6, np.where((x > -3) & (x < 3), 1 / 6, 0).astype(x.dtype)),
+       numpy_value=lambda x: np.clip(x + 3, 0, 6) / 6)
+
+
+@jitable
+def hard_swish_vad(x):
+    three, six, zero = lit(x, 3.0), lit(x, 6.0), lit(x, 0.0)
+    u = x + three
+    r6 = zero if u <= zero else (six if u >= six else u)
+    y = x * r6 / six
+    if x < -three:
+        d = zero
+    elif x <= three:
+        d = x / three + lit(x, 0.5)
+    else:
+        d = lit(x, 1.0)
+    return y, d
+
+
+define("hard_swish",
+       "hard_swish(x) = x * relu6(x + 3) / 6;  derivative 0 below -3, x/3 + 1/2 on "
+       "[-3, 3], 1 above.",
+       hard_swish_vad,
+       lambda x: (x * np.clip(x + 3, 0, 6) / 6,
+                  np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)).astype(x.dtype)),
+       numpy_value=lambda x: x * np.clip(x + 3, 0, 6) / 6)
+
+
+@jitable
+def softshrink_vad(x, lambd):
+    if x > lambd:
+        return x - lambd, lit(x, 1.0)
+    if x < -lambd:
+        return x + lambd, lit(x, 1.0)
+    if x != x:
+        return x, lit(x, 1.0)
+    return lit(x, 0.0), lit(x, 0.0)
+
+
+define("softshrink",
+       "softshrink(x) = x - lambd if x > lambd, x + lambd if x < -lambd, else 0;  "
+       "derivative 0 on [-lambd, lambd], else 1.",
+       softshrink_vad,
+       lambda x, l: (np.where(x > l, x - l, np.where(x < -l, x + l, 0)).astype(x.dtype),
+                     (np.abs(x) > l).astype(x.dtype)),
+       params=[Param("lambd", 0.5)])
+
+
+@jitable
+def hardshrink_vad(x, lambd):
+    if x >= -lambd and x <= lambd:
+        return lit(x, 0.0), lit(x, 0.0)
+    return x, lit(x, 1.0)
+
+
+define("hardshrink",
+       "hardshrink(x) = 0 on [-lambd, lambd], else x;  derivative 0 on [-lambd, lambd], "
+       "else 1.",
+       hardshrink_vad,
+       lambda x, l: (np.where(np.abs(x) <= l, 0, x).astype(x.dtype),
+                     (~(np.abs(x) <= l)).astype(x.dtype)),
+       params=[Param("lambd", 0.5)])
+
+
+@jitable
+def softsign_vad(x):
+    one = lit(x, 1.0)
+    q = one + abs(x)
+    return x / q, one / (q * q)
+
+
+define("softsign", "softsign(x) = x / (1 + |x|);  derivative 1 / (1 + |x|)**2.",
+       softsign_vad,
+       lambda x: (x / (1 + np.abs(x)), 1 / (1 + np.abs(x)) ** 2),
+       numpy_value=lambda x: x / (1 + np.abs(x)))
+
+
+@jitable
+def squareplus_vad(x, b):
+    half = lit(x, 0.5)
+    s = math.sqrt(x * x + b)
+    if x >= lit(x, 0.0):
+        return half * (x + s), half * (lit(x, 1.0) + x / s)
+    # x + s = b / (s - x) for x < 0: no cancellation
+    q = s - x
+    return half * b / q, half * b / (s * q)
+
+
+def _np_squareplus(x, b):
+    s = np.sqrt(x * x + b)
+    return 0.5 * (x + s), 0.5 * (1 + x / s)
+
+
+define("squareplus",
+       "squareplus(x) = (x + sqrt(x**2 + b)) / 2;  derivative (1 + x / sqrt(x**2 + b)) / 2.",
+       squareplus_vad, _np_squareplus,
+       numpy_value=lambda x, b: 0.5 * (x + np.sqrt(x * x + b)),
+       params=[Param("b", 4.0)], domain=(-1e3, 1e3))
+
+
+# ------------------------------------------------------------ exponential family
+
+@jitable
+def sigmoid_vad(x):
+    s, oms = sigmoid_parts(x)
+    return s, s * oms
+
+
+@jitable
+def sigmoid_from_output(y):
+    return y * (lit(y, 1.0) - y)
+
+
+def _np_sigmoid(x):
+    s = 1 / (1 + np.exp(-x))
+    return s, s * (1 - s)
+
+
+define("sigmoid", "sigmoid(x) = 1 / (1 + exp(-x));  derivative sigmoid(x) * (1 - sigmoid(x)).",
+       sigmoid_vad, _np_sigmoid, numpy_value=lambda x: 1 / (1 + np.exp(-x)),
+       transcendental=True, domain=(-80.0, 80.0),
+       from_output=sigmoid_from_output, numpy_from_output=lambda y: y * (1 - y))
+
+
+@jitable
+def log_sigmoid_vad(x):
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    z = exp(-abs(x))
+    y = (x if x < zero else zero) - log1p(z)
+    # d/dx log sigmoid(x) = sigmoid(-x)
+    d = one / (one + z) if x < zero else z / (one + z)
+    return y, d
+
+
+def _np_log_sigmoid(x):
+    z = np.exp(-np.abs(x))
+    return np.minimum(x, 0) - np.log1p(z), np.where(x < 0, 1 / (1 + z), z / (1 + z))
+
+
+define("log_sigmoid",
+       "log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|));  derivative sigmoid(-x).",
+       log_sigmoid_vad, _np_log_sigmoid,
+       numpy_value=lambda x: np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))),
+       transcendental=True, domain=(-80.0, 80.0))
+
+
+@jitable
+def tanh_vad(x):
+    t, _, d = tanh_parts(x)
+    return t, d
+
+
+@jitable
+def tanh_from_output(y):
+    return lit(y, 1.0) - y * y
+
+
+def _np_tanh(x):
+    t = np.tanh(x)
+    return t, 1 - t * t
+
+
+define("tanh", "tanh(x);  derivative 1 - tanh(x)**2 (computed without cancellation).",
+       tanh_vad, _np_tanh, numpy_value=np.tanh, transcendental=True, domain=(-40.0, 40.0),
+       from_output=tanh_from_output, numpy_from_output=lambda y: 1 - y * y)
+
+
+def _tanhshrink_series():
+    # x - tanh x = sum_{n>=2} -2^(2n) (2^(2n) - 1) B_2n / (2n)! x^(2n-1), B via Akiyama-Tanigawa
+    def bernoulli(m):
+        a = [Fraction(0)] * (m + 1)
+        for i in range(m + 1):
+            a[i] = Fraction(1, i + 1)
+            for j in range(i, 0, -1):
+                a[j - 1] = j * (a[j - 1] - a[j])
+        return a[0]
+    coeffs = []
+    for n in range(2, 14):
+        c = -Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1)) * bernoulli(2 * n) / math.factorial(2 * n)
+        coeffs.append(float(c))
+    return tuple(reversed(coeffs))   # highest power first, for Horner in x**2
+
+
+TANHSHRINK_SERIES = _tanhshrink_series()
+
+
+@jitable
+def tanhshrink_vad(x):
+    t, _, d = tanh_parts(x)
+    if abs(x) < lit(x, 0.25):
+        # x - tanh(x) cancels near 0: sum its series, x**3/3 - 2x**5/15 + ...
+        x2 = x * x
+        acc = lit(x, 0.0)
+        for c in TANHSHRINK_SERIES:
+            acc = acc * x2 + lit(x, c)
+        y = acc * x2 * x
+    else:
+        y = x - t
+    return y, lit(x, 1.0) - d
+
+
+def _np_tanhshrink(x):
+    t = np.tanh(x)
+    return x - t, t * t
+
+
+define("tanhshrink", "tanhshrink(x) = x - tanh(x);  derivative tanh(x)**2.",
+       tanhshrink_vad, _np_tanhshrink, numpy_value=lambda x: x - np.tanh(x),
+       transcendental=True)
+
+
+@jitable
+def elu_vad(x, alpha):
+    if x <= lit(x, 0.0):
+        return alpha * expm1(x), alpha * exp(x)
+    return x, lit(x, 1.0)
+
+
+@jitable
+def elu_from_output(y, alpha):
+    return y + alpha if y <= lit(y, 0.0) else lit(y, 1.0)
+
+
+define("elu",
+       "elu(x) = x if x > 0 else alpha * expm1(x);  derivative alpha * exp(x) at x <= 0.",
+       elu_vad,
+       lambda x, a: (np.where(x > 0, x, a * np.expm1(x)), np.where(x > 0, 1, a * np.exp(x))),
+       numpy_value=lambda x, a: np.where(x > 0, x, a * np.expm1(x)),
+       params=[Param("alpha", 1.0)], transcendental=True, domain=(-80.0, 80.0),
+       from_output=elu_from_output,
+       numpy_from_output=lambda y, a: np.where(y > 0, 1, y + a).astype(y.dtype))
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@jitable
+def selu_vad(x):
+    scale = lit(x, SELU_SCALE)
+    if x <= lit(x, 0.0):
+        sa = lit(x, SELU_ALPHA * SELU_SCALE)
+        return sa * expm1(x), sa * exp(x)
+    return scale * x, scale
+
+
+define("selu",
+       "selu(x) = scale * (x if x > 0 else alpha * expm1(x)), alpha = 1.6732632423543772, "
+       "scale = 1.0507009873554805;  derivative scale (x > 0) or scale * alpha * exp(x).",
+       selu_vad,
+       lambda x: (SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
+                  SELU_SCALE * np.where(x > 0, 1, SELU_ALPHA * np.exp(x))),
+       numpy_value=lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
+       transcendental=True, domain=(-80.0, 80.0))
+
+
+@jitable
+def celu_vad(x, alpha):
+    if x <= lit(x, 0.0):
+        u = x / alpha
+        return alpha * expm1(u), exp(u)
+    return x, lit(x, 1.0)
+
+
+define("celu",
+       "celu(x) = max(0, x) + min(0, alpha * expm1(x / alpha));  derivative exp(x / alpha) "
+       "at x <= 0.",
+       celu_vad,
+       lambda x, a: (np.where(x > 0, x, a * np.expm1(x / a)), np.where(x > 0, 1, np.exp(x / a))),
+       numpy_value=lambda x, a: np.where(x > 0, x, a * np.expm1(x / a)),
+       params=[Param("alpha", 1.0)], transcendental=True, domain=(-80.0, 80.0))
+
+
+@jitable
+def softplus_vad(x, beta, threshold):
+    bx = beta * x
+    if bx > threshold:
+        return x, lit(x, 1.0)
+    z = exp(bx)
+    return log1p(z) / beta, z / (z + lit(x, 1.0))
+
+
+def _np_softplus(x, beta, threshold):
+    bx = beta * x
+    z = np.exp(bx)
+    return (np.where(bx > threshold, x, np.log1p(z) / beta),
+            np.where(bx > threshold, 1, z / (z + 1)))
+
+
+define("softplus",
+       "softplus(x) = x if beta * x > threshold else log1p(exp(beta * x)) / beta;  "
+       "derivative sigmoid(beta * x) (1 above the threshold).",
+       softplus_vad, _np_softplus,
+       numpy_value=lambda x, b, t: np.where(b * x > t, x, np.log1p(np.exp(b * x)) / b),
+       params=[Param("beta", 1.0), Param("threshold", 20.0)], transcendental=True,
+       domain=(-80.0, 40.0))
+
+
+@jitable
+def silu_vad(x):
+    s, oms = sigmoid_parts(x)
+    one = lit(x, 1.0)
+    return x / (one + exp(-x)), s * (one + x * oms)
+
+
+def _np_silu(x):
+    s = 1 / (1 + np.exp(-x))
+    return x * s, s * (1 + x * (1 - s))
+
+
+define("silu", "silu(x) = x * sigmoid(x);  derivative sigmoid(x) * (1 + x * (1 - sigmoid(x))).",
+       silu_vad, _np_silu, numpy_value=lambda x: x / (1 + np.exp(-x)),
+       transcendental=True, domain=(-80.0, 80.0))
+
+
+@jitable
+def swish_vad(x, beta):
+    bx = beta * x
+    s, oms = sigmoid_parts(bx)
+    one = lit(x, 1.0)
+    return x / (one + exp(-bx)), s * (one + bx * oms)
+
+
+def _np_swish(x, beta):
+    s = 1 / (1 + np.exp(-beta * x))
+    return x * s, s * (1 + beta * x * (1 - s))
+
+
+define("swish",
+       "swish(x) = x * sigmoid(beta * x);  derivative s + beta * x * s * (1 - s), "
+       "s = sigmoid(beta * x).",
+       swish_vad, _np_swish, numpy_value=lambda x, b: x / (1 + np.exp(-b * x)),
+       params=[Param("beta", 1.0)], transcendental=True, domain=(-80.0, 80.0))
+
+
+@jitable
+def mish_vad(x):
+    one, two, cap = lit(x, 1.0), lit(x, 2.0), lit(x, 20.0)
+    # tanh(softplus(x)) = n / (n + 2) with n = e (e + 2), e = exp(x)
+    e = exp(x if x < cap else cap)
+    n = e * (e + two)
+    t = n / (n + two)
+    sig = e / (one + e)
+    # 1 - t**2 = (1 - t)(1 + t) = 2 (1 + t) / (n + 2); 0 past the cap as in PyTorch
+    omt2 = two * (one + t) / (n + two) if x < cap else lit(x, 0.0)
+    return x * t, t + x * sig * omt2
+
+
+def _np_mish(x):
+    tsp = np.tanh(np.log1p(np.exp(x)))
+    s = 1 / (1 + np.exp(-x))
+    return x * tsp, tsp + x * s * (1 - tsp * tsp)
+
+
+define("mish", "mish(x) = x * tanh(softplus(x));  derivative t + x * sigmoid(x) * (1 - t**2), "
+       "t = tanh(softplus(x)).",
+       mish_vad, _np_mish, numpy_value=lambda x: x * np.tanh(np.log1p(np.exp(x))),
+       transcendental=True, domain=(-80.0, 80.0))
+
+
+# ------------------------------------------------------------ gelu
+
+INV_SQRT2 = 0.7071067811865475244008443621048490
+INV_SQRT_2PI = 0.3989422804014326779399460599343819
+SQRT_2_OVER_PI = 0.7978845608028654
+GELU_C = 0.044715
+
+
+@jitable
+def gelu_erf_vad(x):
+    half = lit(x, 0.5)
+    # Phi(x) = erfc(-x / sqrt 2) / 2 keeps full relative accuracy in the left tail
+    cdf = half * erfc(-x * lit(x, INV_SQRT2))
+    pdf = lit(x, INV_SQRT_2PI) * exp(-half * x * x)
+    return x * cdf, cdf + x * pdf
+
+
+@jitable
+def gelu_tanh_vad(x):
+    half, k, c = lit(x, 0.5), lit(x, SQRT_2_OVER_PI), lit(x, GELU_C)
+    x2 = x * x
+    u = k * (x + c * x2 * x)
+    _, one_plus_t, sech2 = tanh_parts(u)
+    du = k * (lit(x, 1.0) + lit(x, 3.0 * GELU_C) * x2)
+    return half * x * one_plus_t, half * one_plus_t + half * x * sech2 * du
+
+
+def _np_erf(x):
+    try:
+        from scipy.special import erf
+    except ImportError:
+        erf = np.vectorize(math.erf, otypes=[x.dtype])
+    return erf(x)
+
+
+def _np_gelu_erf(x):
+    cdf = 0.5 * (1 + _np_erf(x / np.sqrt(2)))
+    return x * cdf, cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+
+
+def _np_gelu_tanh(x):
+    k = np.sqrt(2 / np.pi)
+    t = np.tanh(k * (x + 0.044715 * x ** 3))
+    return (0.5 * x * (1 + t),
+            0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+
+
+define("gelu",
+       "gelu(x) = x * Phi(x) = x/2 (1 + erf(x / sqrt 2))  (approximate='none');\n"
+       "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))  (approximate='tanh').\n"
+       "Derivative Phi(x) + x phi(x), resp. the derivative of the tanh form.",
+       None, None,
+       params=[Param("approximate", "none", choices=("none", "tanh"))],
+       transcendental=True, domain=(-30.0, 30.0),
+       variants={
+           "none": (gelu_erf_vad, _np_gelu_erf,
+                    lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2)))),
+           "tanh": (gelu_tanh_vad, _np_gelu_tanh,
+                    lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi)
+                                                     * (x + 0.044715 * x ** 3)))),
+       })

@@ -1,0 +1,122 @@
+"""The op registry: one record per op, holding its scalar definitions.
+
+Kernel templates (``fastact.cpu.templates``, ``fastact.cuda``) turn the scalar
+functions of a record into loops; the NumPy baseline of each op sits beside
+its scalars.  Tests and benchmarks iterate over ``REGISTRY``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+class _Required:
+    def __repr__(self):
+        return "<required>"
+
+
+REQUIRED = _Required()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A keyword parameter of an op.  ``choices`` marks a string-valued one."""
+    name: str
+    default: object
+    choices: Optional[tuple] = None
+
+
+@dataclass(frozen=True)
+class Scalars:
+    """Definitions of one elementwise function.
+
+    value(x, *p) -> y;  value_and_derivative(x, *p) -> (y, dy/dx);
+    derivative_from_output(y, *p) -> dy/dx where the output alone suffices
+    (all three jitable scalars).  The numpy_* entries are the NumPy baseline
+    of the same things on whole arrays.
+    """
+    value: Callable
+    value_and_derivative: Callable
+    numpy_value: Callable
+    numpy_value_and_derivative: Callable
+    derivative_from_output: Optional[Callable] = None
+    numpy_derivative_from_output: Optional[Callable] = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Common part of every record.
+
+    kind: "elementwise" | "rowwise" | "gated" | "prelu" | "maxout" | "argmax" | "loss"
+    params: keyword parameters, numeric ones passed to kernels in this order.
+    numpy: the NumPy baseline (what a NumPy user would write).
+    """
+    name: str
+    kind: str
+    doc: str
+    params: tuple = ()
+    numpy: Optional[Callable] = None
+    # Elementwise ops: Scalars per value of the choice parameter (key None if none).
+    scalars: dict = field(default_factory=dict)
+    # Test domain (lo, hi) of finite inputs where the accuracy bound is checked.
+    domain: tuple = (-20.0, 20.0)
+    # True if the definition calls exp/log/tanh/erfc (vectorization is checked).
+    transcendental: bool = False
+    # Free-form extra data for templates of other kinds.
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def choice(self) -> Optional[Param]:
+        for p in self.params:
+            if p.choices is not None:
+                return p
+        return None
+
+    @property
+    def numeric_params(self) -> tuple:
+        return tuple(p for p in self.params if p.choices is None)
+
+    def bind(self, kwargs: dict) -> tuple:
+        """Split call keywords into (choice value or None, numeric values in order).
+
+        Unknown keywords raise TypeError; bad choices raise ValueError.
+        """
+        known = {p.name for p in self.params}
+        unknown = set(kwargs) - known
+        if unknown:
+            raise TypeError(f"{self.name}() got unexpected keyword argument(s) "
+                            f"{sorted(unknown)}; accepted: {sorted(known) or 'none'}")
+        choice_value = None
+        numeric = []
+        for p in self.params:
+            v = kwargs.get(p.name, p.default)
+            if v is REQUIRED:
+                raise TypeError(f"{self.name}() missing required keyword argument {p.name!r}")
+            if p.choices is not None:
+                if v not in p.choices:
+                    raise ValueError(f"{self.name}: {p.name}={v!r} is not one of {p.choices}")
+                choice_value = v
+            else:
+                try:
+                    numeric.append(float(v))
+                except (TypeError, ValueError):
+                    raise TypeError(f"{self.name}: {p.name} must be a real number, "
+                                    f"got {v!r}") from None
+        return choice_value, tuple(numeric)
+
+    def scalars_for(self, choice_value) -> Scalars:
+        return self.scalars[choice_value]
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"op {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def ops_of_kind(*kinds: str) -> list[OpSpec]:
+    return [s for s in REGISTRY.values() if s.kind in kinds]
