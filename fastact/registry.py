@@ -62,8 +62,17 @@ class OpSpec:
     domain: tuple = (-20.0, 20.0)
     # True if the definition calls exp/log/tanh/erfc (vectorization is checked).
     transcendental: bool = False
+    # Public passes (method names; "forward" is calling the op).
+    passes: tuple = ("forward", "value_and_derivative", "backward", "forward_backward")
+    # example(pass_name, size, dtype, rng) -> (args, kwargs): valid arguments for that
+    # pass with about `size` elements in the main input (tests and benchmarks use it).
+    example: Optional[Callable] = None
     # Free-form extra data for templates of other kinds.
     extra: dict = field(default_factory=dict)
+
+    def example_call(self, pass_name, size, dtype, rng):
+        """(args, kwargs) for ``getattr(op, pass_name)`` (or ``op`` for "forward")."""
+        return (self.example or elementwise_example)(pass_name, size, dtype, rng)
 
     @property
     def choice(self) -> Optional[Param]:
@@ -106,6 +115,14 @@ class OpSpec:
 
     def scalars_for(self, choice_value) -> Scalars:
         return self.scalars[choice_value]
+
+
+def elementwise_example(pass_name, size, dtype, rng):
+    """Inputs of an elementwise pass: x standard normal, dy uniform in [-1, 1)."""
+    x = rng.standard_normal(size).astype(dtype)
+    if pass_name in ("backward", "forward_backward"):
+        return (x, rng.uniform(-1, 1, size).astype(dtype)), {}
+    return (x,), {}
 
 
 REGISTRY: dict[str, OpSpec] = {}

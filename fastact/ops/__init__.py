@@ -1,2 +1,3 @@
 """Op definitions; importing this package fills the registry."""
 from . import elementwise  # noqa: F401
+from .. import losses  # noqa: F401

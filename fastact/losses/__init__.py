@@ -1,0 +1,1 @@
+"""Loss functions fused with their gradient (registered on import)."""
