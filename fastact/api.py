@@ -120,7 +120,96 @@ def info() -> dict:
     return d
 
 
-OP_CLASSES = {"elementwise": ElementwiseOp}
+def normalize_axis(axis, ndim: int, name: str) -> int:
+    """axis in [0, ndim), or ValueError (a 0-d input counts as 1-d)."""
+    try:
+        axis = int(axis)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: axis must be an integer, got {axis!r}") from None
+    nd = max(ndim, 1)
+    if not -nd <= axis < nd:
+        raise ValueError(f"{name}: axis {axis} is out of range for a {ndim}-d input")
+    return axis % nd
+
+
+def split_axis(shape, axis: int):
+    """(outer, n, inner): the sizes before, at and after `axis`."""
+    shape = tuple(shape) or (1,)
+    return int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+
+
+class RowwiseOp(Op):
+    """A row-wise activation along ``axis`` (softmax family).
+
+    ``op(x, axis=-1)``: y.   ``op.backward(x, dy, axis=-1)``: dx (y recomputed from x).
+    ``op.forward_backward(x, dy, axis=-1)``: (y, dx).   Also ``out=``, ``backend=``.
+    """
+
+    def __call__(self, x, *, axis=-1, out=None, backend=None):
+        return self._run("forward", (x,), ("x",), axis, out, backend)
+
+    def backward(self, x, dy, *, axis=-1, out=None, backend=None):
+        return self._run("backward", (x, dy), ("x", "dy"), axis, out, backend)
+
+    def forward_backward(self, x, dy, *, axis=-1, out=None, backend=None):
+        return self._run("forward_backward", (x, dy), ("x", "dy"), axis, out, backend)
+
+    def _run(self, pass_name, inputs, roles, axis, out, backend):
+        from .cpu import rowwise as cpu_rowwise
+        from .ops.rowwise import numpy_rowwise
+        name = f"{self.spec.name}.{pass_name}"
+        b = resolve_backend(backend, *inputs)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_rowwise(self.spec, pass_name, inputs, roles, out, axis)
+        arrays, compute, result, container, originals = prepare(inputs, roles)
+        shape = arrays[0].shape
+        ax = normalize_axis(axis, len(shape), name)
+        n_out = 1 if pass_name != "forward_backward" else 2
+        if len(shape) and ax != len(shape) - 1:
+            # Rows along another axis: compute on a moved copy, move the results back.
+            moved = [np.ascontiguousarray(np.moveaxis(a, ax, -1)) for a in arrays]
+            res = self._compute(b, pass_name, moved, -1,
+                                Outputs([moved[0].shape] * n_out, compute, compute,
+                                        container, None, moved, name))
+            res = res if isinstance(res, tuple) else (res,)
+            back = [np.ascontiguousarray(np.moveaxis(r, -1, ax)) for r in res]
+            outs = Outputs([shape] * n_out, compute, result, container, out, arrays, name,
+                           originals=originals, alias_ok=False)
+            for dst, src in zip(outs.arrays, back):
+                np.copyto(dst, src)
+            return outs.finish()
+        outs = Outputs([shape] * n_out, compute, result, container, out, arrays, name,
+                       originals=originals)
+        return self._compute(b, pass_name, arrays, ax, outs)
+
+    def _compute(self, b, pass_name, arrays, ax, outs):
+        from .cpu import rowwise as cpu_rowwise
+        from .ops.rowwise import numpy_rowwise
+        if b == "numpy":
+            dy = arrays[1] if len(arrays) > 1 else None
+            for dst, src in zip(outs.arrays, numpy_rowwise(self.spec, pass_name, arrays[0], dy, -1)):
+                np.copyto(dst, src, casting="unsafe")
+            return outs.finish()
+        shape = arrays[0].shape or (1,)
+        n, nrows = shape[-1], int(np.prod(shape[:-1]))
+        rows = [a.reshape(nrows, n) for a in arrays]
+        outs2 = [a.reshape(nrows, n) for a in outs.arrays]
+        dt = arrays[0].dtype.type
+        sign, log_output = dt(self.spec.extra["sign"]), self.spec.extra["log"]
+        size = arrays[0].size
+        if pass_name == "forward":
+            cpu_rowwise.FORWARD.get(size)(rows[0], outs2[0], sign, log_output)
+        elif pass_name == "backward":
+            cpu_rowwise.BACKWARD.get(size)(rows[0], rows[1], outs2[0], outs2[0], sign,
+                                           log_output, False)
+        else:
+            cpu_rowwise.BACKWARD.get(size)(rows[0], rows[1], outs2[0], outs2[1], sign,
+                                           log_output, True)
+        return outs.finish()
+
+
+OP_CLASSES = {"elementwise": ElementwiseOp, "rowwise": RowwiseOp}
 
 
 def make_op(spec):

@@ -20,10 +20,15 @@ REQUIRED = _Required()
 
 @dataclass(frozen=True)
 class Param:
-    """A keyword parameter of an op.  ``choices`` marks a string-valued one."""
+    """A keyword parameter of an op.
+
+    ``choices`` marks a string-valued one; ``kernel=False`` one that the op
+    object handles itself (axis, weight arrays) and that kernels never see.
+    """
     name: str
     default: object
     choices: Optional[tuple] = None
+    kernel: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class OpSpec:
 
     @property
     def numeric_params(self) -> tuple:
-        return tuple(p for p in self.params if p.choices is None)
+        return tuple(p for p in self.params if p.choices is None and p.kernel)
 
     def bind(self, kwargs: dict) -> tuple:
         """Split call keywords into (choice value or None, numeric values in order).
@@ -98,6 +103,8 @@ class OpSpec:
         choice_value = None
         numeric = []
         for p in self.params:
+            if not p.kernel:
+                continue
             v = kwargs.get(p.name, p.default)
             if v is REQUIRED:
                 raise TypeError(f"{self.name}() missing required keyword argument {p.name!r}")

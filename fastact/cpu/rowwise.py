@@ -1,0 +1,81 @@
+"""Row-wise kernels of the softmax family on 2-D C-contiguous (rows, n) arrays.
+
+With v = sign * x (sign = -1 gives softmin), m = max v, e = exp(v - m),
+s = sum e:  softmax p = e / s, log_softmax = v - m - log s.
+Gradients (dy the upstream gradient, chain rule through sign):
+  softmax:      dx = sign * p * (dy - sum(dy * p))
+  log_softmax:  dx = sign * (dy - p * sum(dy))
+Each row is read from memory once: the passes after the first run on data in
+cache, e is kept in a per-thread row buffer, sums are float64.  Every output
+element is written after the last read of the same index of every input, so
+outputs may alias inputs exactly.
+"""
+import numpy as np
+from numba import prange
+from numba.extending import register_jitable
+
+from ..mathlib import exp
+from .jit import KernelPair
+from .reduce import dot64, scaled_max, sum64
+
+
+@register_jitable
+def _chunks(rows):
+    return max(1, min(rows, 64))
+
+
+def _forward(x, y, sign, log_output):
+    rows, n = x.shape
+    nchunks = _chunks(rows)
+    for c in prange(nchunks):
+        e = np.empty(n, dtype=x.dtype)
+        for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
+            xr, yr = x[r], y[r]
+            m = scaled_max(xr, sign)
+            for j in range(n):
+                e[j] = exp(sign * xr[j] - m)
+            s = sum64(e)
+            if log_output:
+                shift = m + x.dtype.type(np.log(s))
+                for j in range(n):
+                    yr[j] = sign * xr[j] - shift
+            else:
+                inv = x.dtype.type(1.0 / s)
+                for j in range(n):
+                    yr[j] = e[j] * inv
+
+
+def _backward(x, dy, y, dx, sign, log_output, write_y):
+    """dx (and y when write_y; y is ignored otherwise) of each row."""
+    rows, n = x.shape
+    nchunks = _chunks(rows)
+    for c in prange(nchunks):
+        e = np.empty(n, dtype=x.dtype)
+        for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
+            xr, dyr, dxr = x[r], dy[r], dx[r]
+            m = scaled_max(xr, sign)
+            for j in range(n):
+                e[j] = exp(sign * xr[j] - m)
+            s = sum64(e)
+            inv = x.dtype.type(1.0 / s)
+            if log_output:
+                shift = m + x.dtype.type(np.log(s))
+                total = x.dtype.type(sum64(dyr))
+                for j in range(n):
+                    v = sign * xr[j]
+                    g = dyr[j]
+                    if write_y:
+                        y[r, j] = v - shift
+                    dxr[j] = sign * (g - e[j] * inv * total)
+            else:
+                dot = x.dtype.type(dot64(dyr, e) / s)
+                for j in range(n):
+                    p = e[j] * inv
+                    g = dyr[j]
+                    if write_y:
+                        y[r, j] = p
+                    dxr[j] = sign * p * (g - dot)
+
+
+FORWARD = KernelPair(_forward)
+BACKWARD = KernelPair(_backward)
