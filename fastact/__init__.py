@@ -7,6 +7,7 @@
 __version__ = "0.1.0"
 
 from . import ops as _ops  # noqa: F401  (fills the registry)
+from . import axis_api as _axis_api  # noqa: F401  (op classes of the axis ops)
 from .api import info
 from .dispatch import available_backends, get_backend, set_backend, use_backend
 from .registry import REGISTRY

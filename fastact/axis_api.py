@@ -1,0 +1,240 @@
+"""Public op objects of the ops across one axis: gated units, prelu, maxout, argmax."""
+from __future__ import annotations
+
+import numpy as np
+
+from .api import Op, normalize_axis, split_axis
+from .cpu import axis_kernels as K
+from .dispatch import Outputs, prepare, resolve_backend
+from .ops import axis_ops
+
+
+def _with_axis_size(shape, axis, n):
+    s = list(shape)
+    s[axis] = n
+    return tuple(s)
+
+
+def _copy_results(outs, results):
+    for dst, src in zip(outs.arrays, results):
+        np.copyto(dst, src, casting="unsafe")
+
+
+class GatedOp(Op):
+    """A gated linear unit: x split in halves a, b along ``axis``.
+
+    ``op(x, axis=-1)``: y (half the size along axis).  ``op.backward(x, dy)``: dx.
+    ``op.forward_backward(x, dy)``: (y, dx).  Also ``out=``, ``backend=``.
+    """
+
+    def __call__(self, x, *, axis=-1, out=None, backend=None, **params):
+        return self._run("forward", (x,), axis, out, backend, params)
+
+    def backward(self, x, dy, *, axis=-1, out=None, backend=None, **params):
+        return self._run("backward", (x, dy), axis, out, backend, params)
+
+    def forward_backward(self, x, dy, *, axis=-1, out=None, backend=None, **params):
+        return self._run("forward_backward", (x, dy), axis, out, backend, params)
+
+    def _run(self, pass_name, inputs, axis, out, backend, params):
+        name = f"{self.spec.name}.{pass_name}"
+        roles = ("x", "dy")[:len(inputs)]
+        b = resolve_backend(backend, *inputs)
+        choice, numeric = self.spec.bind(params)
+        scalars = self.spec.scalars_for(choice)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_gated(self.spec, scalars, pass_name, inputs, roles, out, axis,
+                                  numeric)
+        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        x = arrays[0]
+        if x.ndim == 0:
+            raise ValueError(f"{name}: a 0-d input cannot be split in halves")
+        ax = normalize_axis(axis, x.ndim, name)
+        if x.shape[ax] % 2:
+            raise ValueError(f"{name}: the size {x.shape[ax]} of axis {ax} is odd; "
+                             "it must split in two halves")
+        half = _with_axis_size(x.shape, ax, x.shape[ax] // 2)
+        if len(arrays) > 1 and arrays[1].shape != half:
+            raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {half}")
+        shapes = {"forward": [half], "backward": [x.shape],
+                  "forward_backward": [half, x.shape]}[pass_name]
+        outs = Outputs(shapes, compute, result, container, out, arrays, name,
+                       originals=originals)
+        if b == "numpy":
+            dy = arrays[1] if len(arrays) > 1 else None
+            _copy_results(outs, axis_ops.numpy_gated(self.spec, scalars, pass_name, x, dy, ax,
+                                                     numeric))
+            return outs.finish()
+        outer, n, inner = split_axis(x.shape, ax)
+        k = (n // 2) * inner
+        x3 = x.reshape(outer, 2, k)
+        act = self.spec.extra["act"]
+        p = tuple(compute.type(v) for v in numeric)
+        if pass_name == "forward":
+            K.gated_kernel(scalars, False).get(x.size)(x3, outs.arrays[0].reshape(outer, k),
+                                                       act, p)
+        else:
+            dy2 = arrays[1].reshape(outer, k)
+            dx3 = outs.arrays[-1].reshape(outer, 2, k)
+            y2 = outs.arrays[0].reshape(outer, k) if pass_name == "forward_backward" else dy2
+            K.gated_kernel(scalars, True).get(x.size)(x3, dy2, y2, dx3, act,
+                                                      pass_name == "forward_backward", p)
+        return outs.finish()
+
+
+class PreluOp(Op):
+    """prelu(x, weight, axis=1): a learnable slope per channel.
+
+    ``op(x, weight)``: y.  ``op.backward(x, dy, weight)``: (dx, dweight).
+    ``op.forward_backward(x, dy, weight)``: (y, dx, dweight).
+    """
+
+    def __call__(self, x, weight, *, axis=1, out=None, backend=None):
+        return self._run("forward", (x, weight), axis, out, backend)
+
+    def backward(self, x, dy, weight, *, axis=1, out=None, backend=None):
+        return self._run("backward", (x, dy, weight), axis, out, backend)
+
+    def forward_backward(self, x, dy, weight, *, axis=1, out=None, backend=None):
+        return self._run("forward_backward", (x, dy, weight), axis, out, backend)
+
+    def _run(self, pass_name, inputs, axis, out, backend):
+        name = f"{self.spec.name}.{pass_name}"
+        roles = ("x", "weight") if len(inputs) == 2 else ("x", "dy", "weight")
+        b = resolve_backend(backend, *inputs)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_prelu(self.spec, pass_name, inputs, roles, out, axis)
+        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        x, w = arrays[0], arrays[-1]
+        if len(arrays) == 3 and arrays[1].shape != x.shape:
+            raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {x.shape}")
+        if w.size == 1:
+            ax, (outer, c, inner) = 0, (1, 1, x.size)
+        else:
+            if w.ndim != 1:
+                raise ValueError(f"{name}: weight must have one value or be 1-d, "
+                                 f"got shape {w.shape}")
+            ax = normalize_axis(axis, x.ndim, name)
+            if x.ndim == 0 or x.shape[ax] != w.size:
+                raise ValueError(f"{name}: weight has {w.size} values but axis {axis} of x "
+                                 f"has size {x.shape[ax] if x.ndim else 1}")
+            outer, c, inner = split_axis(x.shape, ax)
+        shapes = {"forward": [x.shape], "backward": [x.shape, w.shape],
+                  "forward_backward": [x.shape, x.shape, w.shape]}[pass_name]
+        outs = Outputs(shapes, compute, result, container, out, arrays, name,
+                       originals=originals)
+        if b == "numpy":
+            dy = arrays[1] if len(arrays) == 3 else None
+            _copy_results(outs, axis_ops.numpy_prelu(pass_name, x, dy, w,
+                                                     ax if w.size > 1 else 0))
+            return outs.finish()
+        x3, w1 = x.reshape(outer, c, inner), w.reshape(c)
+        if pass_name == "forward":
+            K.PRELU_FORWARD.get(x.size)(x3, w1, outs.arrays[0].reshape(outer, c, inner))
+            return outs.finish()
+        ib = (inner + K.BLOCK - 1) // K.BLOCK
+        partial = np.empty(outer * c * ib, dtype=np.float64)
+        dx3 = outs.arrays[-2].reshape(outer, c, inner)
+        y3 = outs.arrays[0].reshape(outer, c, inner) if pass_name == "forward_backward" else dx3
+        K.PRELU_BACKWARD.get(x.size)(x3, arrays[1].reshape(outer, c, inner), w1, y3, dx3,
+                                     partial, pass_name == "forward_backward")
+        dw = partial.reshape(outer, c, ib).sum(axis=(0, 2))
+        outs.arrays[-1][...] = dw.reshape(w.shape)
+        return outs.finish()
+
+
+class MaxoutOp(Op):
+    """maxout(x, pieces, axis=-1): max over runs of ``pieces`` entries along ``axis``.
+
+    ``op(x, pieces)``: y.  ``op.backward(x, dy, pieces)``: dx.
+    ``op.forward_backward(x, dy, pieces)``: (y, dx).
+    """
+
+    def __call__(self, x, pieces, *, axis=-1, out=None, backend=None):
+        return self._run("forward", (x,), pieces, axis, out, backend)
+
+    def backward(self, x, dy, pieces, *, axis=-1, out=None, backend=None):
+        return self._run("backward", (x, dy), pieces, axis, out, backend)
+
+    def forward_backward(self, x, dy, pieces, *, axis=-1, out=None, backend=None):
+        return self._run("forward_backward", (x, dy), pieces, axis, out, backend)
+
+    def _run(self, pass_name, inputs, pieces, axis, out, backend):
+        name = f"{self.spec.name}.{pass_name}"
+        roles = ("x", "dy")[:len(inputs)]
+        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
+            raise ValueError(f"{name}: pieces must be a positive integer, got {pieces!r}")
+        pieces = int(pieces)
+        b = resolve_backend(backend, *inputs)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_maxout(self.spec, pass_name, inputs, roles, out, pieces, axis)
+        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        x = arrays[0]
+        if x.ndim == 0:
+            raise ValueError(f"{name}: a 0-d input has no axis to group")
+        ax = normalize_axis(axis, x.ndim, name)
+        if x.shape[ax] % pieces:
+            raise ValueError(f"{name}: pieces={pieces} does not divide the size "
+                             f"{x.shape[ax]} of axis {ax}")
+        groups = x.shape[ax] // pieces
+        yshape = _with_axis_size(x.shape, ax, groups)
+        if len(arrays) > 1 and arrays[1].shape != yshape:
+            raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {yshape}")
+        shapes = {"forward": [yshape], "backward": [x.shape],
+                  "forward_backward": [yshape, x.shape]}[pass_name]
+        outs = Outputs(shapes, compute, result, container, out, arrays, name,
+                       originals=originals)
+        outer, _, inner = split_axis(x.shape, ax)
+        x4 = x.reshape(outer * groups, pieces, inner)
+        y2 = outs.arrays[0].reshape(outer * groups, inner)
+        if b == "numpy":
+            dy3 = arrays[1].reshape(outer, groups, inner) if len(arrays) > 1 else None
+            res = axis_ops.numpy_maxout(pass_name, x.reshape(outer, groups, pieces, inner), dy3)
+            _copy_results(outs, [r.reshape(a.shape) for r, a in zip(res, outs.arrays)])
+            return outs.finish()
+        if pass_name == "forward":
+            K.MAXOUT_FORWARD.get(x.size)(x4, y2)
+        else:
+            dx4 = outs.arrays[-1].reshape(outer * groups, pieces, inner)
+            dy2 = arrays[1].reshape(outer * groups, inner)
+            K.MAXOUT_BACKWARD.get(x.size)(x4, dy2, y2 if pass_name == "forward_backward" else dy2,
+                                          dx4, pass_name == "forward_backward")
+        return outs.finish()
+
+
+class ArgmaxOp(Op):
+    """argmax(x, axis=-1): int64 indices of the maxima (NaN counts as the maximum)."""
+
+    def __call__(self, x, *, axis=-1, out=None, backend=None):
+        name = f"{self.spec.name}"
+        b = resolve_backend(backend, x)
+        if b == "cuda":
+            from . import cuda
+            return cuda.run_argmax(self.spec, x, out, axis)
+        arrays, _, _, container, originals = prepare((x,), ("x",))
+        a = arrays[0]
+        if a.ndim == 0:
+            a = a.reshape(1)
+        ax = normalize_axis(axis, a.ndim, name)
+        if a.shape[ax] == 0:
+            raise ValueError(f"{name}: argmax of an empty axis")
+        yshape = a.shape[:ax] + a.shape[ax + 1:]
+        idx = np.dtype(np.int64)
+        outs = Outputs([yshape], idx, idx, container, out, (), name)
+        if b == "numpy":
+            _copy_results(outs, [np.argmax(a, axis=ax)])
+            return outs.finish()
+        outer, n, inner = split_axis(a.shape, ax)
+        K.ARGMAX.get(a.size)(a.reshape(outer, n, inner), outs.arrays[0].reshape(outer, inner))
+        return outs.finish()
+
+
+def _register_classes():
+    from .api import OP_CLASSES
+    OP_CLASSES.update(gated=GatedOp, prelu=PreluOp, maxout=MaxoutOp, argmax=ArgmaxOp)
+
+
+_register_classes()
