@@ -31,7 +31,9 @@ class ElementwiseOp(Op):
 
     ``op(x)``: y.   ``op.value_and_derivative(x)``: (y, dy/dx).
     ``op.backward(x, dy)``: dy * f'(x).   ``op.forward_backward(x, dy)``: (y, dy * f'(x)).
-    ``op.backward_from_output(y, dy)`` where f' is a function of y alone.
+    ``op.backward_from_output(y, dy)`` where f' is a function of y alone (sigmoid,
+    tanh, relu, elu): no transcendental work, but where y saturates (sigmoid
+    near 1, tanh near +-1) f'(y) is only accurate to an ulp of 1, absolutely.
     Every call takes the op's parameters as keywords, ``out=`` and ``backend=``.
     """
 

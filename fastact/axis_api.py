@@ -189,19 +189,19 @@ class MaxoutOp(Op):
                        originals=originals)
         outer, _, inner = split_axis(x.shape, ax)
         x4 = x.reshape(outer * groups, pieces, inner)
-        y2 = outs.arrays[0].reshape(outer * groups, inner)
         if b == "numpy":
             dy3 = arrays[1].reshape(outer, groups, inner) if len(arrays) > 1 else None
             res = axis_ops.numpy_maxout(pass_name, x.reshape(outer, groups, pieces, inner), dy3)
             _copy_results(outs, [r.reshape(a.shape) for r, a in zip(res, outs.arrays)])
             return outs.finish()
         if pass_name == "forward":
-            K.MAXOUT_FORWARD.get(x.size)(x4, y2)
+            K.MAXOUT_FORWARD.get(x.size)(x4, outs.arrays[0].reshape(outer * groups, inner))
         else:
             dx4 = outs.arrays[-1].reshape(outer * groups, pieces, inner)
             dy2 = arrays[1].reshape(outer * groups, inner)
-            K.MAXOUT_BACKWARD.get(x.size)(x4, dy2, y2 if pass_name == "forward_backward" else dy2,
-                                          dx4, pass_name == "forward_backward")
+            write_y = pass_name == "forward_backward"
+            y2 = outs.arrays[0].reshape(outer * groups, inner) if write_y else dy2
+            K.MAXOUT_BACKWARD.get(x.size)(x4, dy2, y2, dx4, write_y)
         return outs.finish()
 
 

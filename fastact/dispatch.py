@@ -179,7 +179,7 @@ def prepare(inputs, roles, same_shape=True):
         if same_shape and a.shape != shape:
             raise ValueError(f"{role} has shape {a.shape}, expected {shape} "
                              f"(the shape of {roles[0]})")
-    converted = [np.ascontiguousarray(a, dtype=compute) for a in arrays]
+    converted = [np.asarray(a, dtype=compute, order="C") for a in arrays]
     return converted, compute, result, container, arrays
 
 

@@ -1,5 +1,8 @@
 """Compilation settings shared by every CPU kernel, and the serial/parallel pair."""
+import functools
+import hashlib
 import os
+import pathlib
 import types
 
 from numba import njit
@@ -16,6 +19,22 @@ JIT_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=Tru
 # Below this many elements a serial kernel beats the parallel launch
 # (measured with bench/crossover.py; override with FASTACT_PARALLEL_MIN).
 PARALLEL_MIN = int(os.environ.get("FASTACT_PARALLEL_MIN", "32768"))
+
+
+@functools.lru_cache(maxsize=None)
+def source_token() -> str:
+    """A hash of fastact's own source files.
+
+    Numba's on-disk cache checks only the file of the function it compiles, not
+    the op definitions and math it inlines from other files; naming each
+    kernel after this hash makes any change of fastact's code a cache miss.
+    """
+    h = hashlib.sha1()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 class KernelPair:
@@ -35,7 +54,8 @@ class KernelPair:
         f = self._pyfunc
         twin = types.FunctionType(f.__code__, f.__globals__, f.__name__,
                                   f.__defaults__, f.__closure__)
-        twin.__qualname__ = f"{f.__qualname__}.{'parallel' if parallel else 'serial'}"
+        flavour = "parallel" if parallel else "serial"
+        twin.__qualname__ = f"{f.__qualname__}.{flavour}_{source_token()}"
         return njit(parallel=parallel, **self._options)(twin)
 
     def get(self, size: int):

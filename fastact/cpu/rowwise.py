@@ -1,7 +1,7 @@
 """Row-wise kernels of the softmax family on 2-D C-contiguous (rows, n) arrays.
 
 With v = sign * x (sign = -1 gives softmin), m = max v, e = exp(v - m),
-s = sum e:  softmax p = e / s, log_softmax = v - m - log s.
+s = sum e:  softmax p = e / s, log_softmax = (v - m) - log s.
 Gradients (dy the upstream gradient, chain rule through sign):
   softmax:      dx = sign * p * (dy - sum(dy * p))
   log_softmax:  dx = sign * (dy - p * sum(dy))
@@ -36,9 +36,9 @@ def _forward(x, y, sign, log_output):
                 e[j] = exp(sign * xr[j] - m)
             s = sum64(e)
             if log_output:
-                shift = m + x.dtype.type(np.log(s))
+                ls = x.dtype.type(np.log(s))
                 for j in range(n):
-                    yr[j] = sign * xr[j] - shift
+                    yr[j] = (sign * xr[j] - m) - ls
             else:
                 inv = x.dtype.type(1.0 / s)
                 for j in range(n):
@@ -59,13 +59,13 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
             s = sum64(e)
             inv = x.dtype.type(1.0 / s)
             if log_output:
-                shift = m + x.dtype.type(np.log(s))
+                ls = x.dtype.type(np.log(s))
                 total = x.dtype.type(sum64(dyr))
                 for j in range(n):
                     v = sign * xr[j]
                     g = dyr[j]
                     if write_y:
-                        y[r, j] = v - shift
+                        y[r, j] = (v - m) - ls
                     dxr[j] = sign * (g - e[j] * inv * total)
             else:
                 dot = x.dtype.type(dot64(dyr, e) / s)

@@ -136,7 +136,7 @@ define("relu", "relu(x) = max(x, 0);  derivative 1 for x > 0, else 0 (0 at x = 0
 def hardtanh_vad(x, min_val, max_val):
     one, zero = lit(x, 1.0), lit(x, 0.0)
     y = min_val if x < min_val else (max_val if x > max_val else x)
-    d = zero if (x <= min_val or x >= max_val) else one
+    d = one if (x > min_val and x < max_val) else zero
     return y, d
 
 
@@ -198,21 +198,21 @@ def hard_swish_vad(x):
     u = x + three
     r6 = zero if u <= zero else (six if u >= six else u)
     y = x * r6 / six
-    if x < -three:
+    if x <= -three:
         d = zero
-    elif x <= three:
-        d = x / three + lit(x, 0.5)
-    else:
+    elif x >= three:
         d = lit(x, 1.0)
+    else:
+        d = x / three + lit(x, 0.5)
     return y, d
 
 
 define("hard_swish",
-       "hard_swish(x) = x * relu6(x + 3) / 6;  derivative 0 below -3, x/3 + 1/2 on "
-       "[-3, 3], 1 above.",
+       "hard_swish(x) = x * relu6(x + 3) / 6;  derivative 0 at x <= -3, x/3 + 1/2 on "
+       "(-3, 3), 1 at x >= 3.",
        hard_swish_vad,
        lambda x: (x * np.clip(x + 3, 0, 6) / 6,
-                  np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)).astype(x.dtype)),
+                  np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5)).astype(x.dtype)),
        numpy_value=lambda x: x * np.clip(x + 3, 0, 6) / 6)
 
 
@@ -223,7 +223,7 @@ def softshrink_vad(x, lambd):
     if x < -lambd:
         return x + lambd, lit(x, 1.0)
     if x != x:
-        return x, lit(x, 1.0)
+        return x, lit(x, 0.0)
     return lit(x, 0.0), lit(x, 0.0)
 
 
@@ -238,9 +238,10 @@ define("softshrink",
 
 @jitable
 def hardshrink_vad(x, lambd):
-    if x >= -lambd and x <= lambd:
-        return lit(x, 0.0), lit(x, 0.0)
-    return x, lit(x, 1.0)
+    if x > lambd or x < -lambd:
+        return x, lit(x, 1.0)
+    y = x if x != x else lit(x, 0.0)
+    return y, lit(x, 0.0)
 
 
 define("hardshrink",
@@ -256,7 +257,9 @@ define("hardshrink",
 def softsign_vad(x):
     one = lit(x, 1.0)
     q = one + abs(x)
-    return x / q, one / (q * q)
+    # PyTorch differentiates x / (1 + |x|) by autograd: NaN at +-inf
+    d = one / (q * q) if q != lit(x, np.inf) else lit(x, np.nan)
+    return x / q, d
 
 
 define("softsign", "softsign(x) = x / (1 + |x|);  derivative 1 / (1 + |x|)**2.",
@@ -365,7 +368,7 @@ def _tanhshrink_series():
                 a[j - 1] = j * (a[j - 1] - a[j])
         return a[0]
     coeffs = []
-    for n in range(2, 14):
+    for n in range(2, 20):
         c = -Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1)) * bernoulli(2 * n) / math.factorial(2 * n)
         coeffs.append(float(c))
     return tuple(reversed(coeffs))   # highest power first, for Horner in x**2
@@ -376,8 +379,8 @@ TANHSHRINK_SERIES = _tanhshrink_series()
 
 @jitable
 def tanhshrink_vad(x):
-    t, _, d = tanh_parts(x)
-    if abs(x) < lit(x, 0.25):
+    t, _, _ = tanh_parts(x)
+    if abs(x) < lit(x, 0.5):
         # x - tanh(x) cancels near 0: sum its series, x**3/3 - 2x**5/15 + ...
         x2 = x * x
         acc = lit(x, 0.0)
@@ -386,7 +389,7 @@ def tanhshrink_vad(x):
         y = acc * x2 * x
     else:
         y = x - t
-    return y, lit(x, 1.0) - d
+    return y, t * t
 
 
 def _np_tanhshrink(x):
@@ -401,9 +404,9 @@ define("tanhshrink", "tanhshrink(x) = x - tanh(x);  derivative tanh(x)**2.",
 
 @jitable
 def elu_vad(x, alpha):
-    if x <= lit(x, 0.0):
-        return alpha * expm1(x), alpha * exp(x)
-    return x, lit(x, 1.0)
+    if x > lit(x, 0.0):
+        return x, lit(x, 1.0)
+    return alpha * expm1(x), alpha * exp(x)
 
 
 @jitable
@@ -427,10 +430,10 @@ SELU_SCALE = 1.0507009873554804934193349852946
 @jitable
 def selu_vad(x):
     scale = lit(x, SELU_SCALE)
-    if x <= lit(x, 0.0):
-        sa = lit(x, SELU_ALPHA * SELU_SCALE)
-        return sa * expm1(x), sa * exp(x)
-    return scale * x, scale
+    if x > lit(x, 0.0):
+        return scale * x, scale
+    sa = lit(x, SELU_ALPHA * SELU_SCALE)
+    return sa * expm1(x), sa * exp(x)
 
 
 define("selu",
@@ -445,10 +448,10 @@ define("selu",
 
 @jitable
 def celu_vad(x, alpha):
-    if x <= lit(x, 0.0):
-        u = x / alpha
-        return alpha * expm1(u), exp(u)
-    return x, lit(x, 1.0)
+    if x > lit(x, 0.0):
+        return x, lit(x, 1.0)
+    u = x / alpha
+    return alpha * expm1(u), exp(u)
 
 
 define("celu",

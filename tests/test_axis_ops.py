@@ -1,0 +1,196 @@
+"""glu, swiglu, geglu, prelu, maxout, argmax."""
+import math
+
+import numpy as np
+import pytest
+from conftest import FLOATS, RTOL
+from torch_reference import torch
+
+import fastact as fa
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _gelu(v, approximate):
+    if approximate == "tanh":
+        k = math.sqrt(2 / math.pi)
+        t = np.tanh(k * (v + 0.044715 * v ** 3))
+        return 0.5 * v * (1 + t), 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (
+            1 + 3 * 0.044715 * v * v)
+    cdf = 0.5 * np.vectorize(math.erfc)(-v / math.sqrt(2))
+    return v * cdf, cdf + v * np.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+
+
+def gated_reference(name, x, dy, axis, approximate="none"):
+    """float64 (y, dx) of a gated unit from its textbook formula."""
+    a, b = np.split(x.astype(np.float64), 2, axis=axis)
+    dy = dy.astype(np.float64)
+    if name == "glu":
+        s = _sig(b)
+        return a * s, np.concatenate([dy * s, dy * a * s * (1 - s)], axis=axis)
+    if name == "swiglu":
+        s = _sig(a)
+        silu, dsilu = a * s, s * (1 + a * (1 - s))
+        return silu * b, np.concatenate([dy * b * dsilu, dy * silu], axis=axis)
+    g, dg = _gelu(a, approximate)
+    return g * b, np.concatenate([dy * b * dg, dy * g], axis=axis)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape,axis", [((6, 20), -1), ((3, 8, 5), 1), ((40000, 2), -1),
+                                        ((4, 6), 0)])
+@pytest.mark.parametrize("name,approximate", [("glu", None), ("swiglu", None),
+                                              ("geglu", "none"), ("geglu", "tanh")])
+def test_gated_units(name, approximate, shape, axis, dtype, rng):
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    half = list(shape)
+    half[axis] //= 2
+    dy = rng.standard_normal(half).astype(dtype)
+    op = getattr(fa, name)
+    kw = {"approximate": approximate} if approximate else {}
+    y, dx = op.forward_backward(x, dy, axis=axis, **kw)
+    assert y.shape == tuple(half) and dx.shape == shape and y.dtype == dtype
+    ry, rdx = gated_reference(name, x, dy, axis, approximate or "none")
+    tol = 4 * RTOL[np.dtype(dtype)]
+    np.testing.assert_allclose(y, ry, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(op(x, axis=axis, **kw), y, rtol=1e-6)
+    np.testing.assert_allclose(op.backward(x, dy, axis=axis, **kw), dx, rtol=1e-6)
+    yb, dxb = op.forward_backward(x, dy, axis=axis, backend="numpy", **kw)
+    np.testing.assert_allclose(yb, y, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dxb, dx, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_glu_matches_pytorch(rng):
+    x = rng.standard_normal((5, 8, 3))
+    dy = rng.standard_normal((5, 4, 3))
+    t = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.glu(t, dim=1)
+    ty.backward(torch.tensor(dy))
+    y, dx = fa.glu.forward_backward(x, dy, axis=1)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-13)
+    np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_gated_errors_and_out(rng):
+    with pytest.raises(ValueError, match="odd"):
+        fa.glu(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="dy has shape"):
+        fa.swiglu.backward(np.ones((2, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="0-d"):
+        fa.glu(np.float64(1.0))
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    out = np.empty((4, 3), np.float32)
+    assert fa.glu(x, out=out) is out
+    np.testing.assert_array_equal(out, fa.glu(x))
+    dy = rng.standard_normal((4, 3)).astype(np.float32)
+    xc = x.copy()
+    fa.swiglu.backward(xc, dy, out=xc)          # dx written over x
+    np.testing.assert_array_equal(xc, fa.swiglu.backward(x, dy))
+
+
+def prelu_reference(x, dy, w, axis):
+    shape = [1] * x.ndim
+    if w.size > 1:
+        shape[axis] = w.size
+    wb = w.reshape(shape)
+    y = np.where(x > 0, x, wb * x)
+    dx = np.where(x > 0, dy, wb * dy)
+    other = tuple(i for i in range(x.ndim) if w.size == 1 or i != axis)
+    dw = np.sum(np.where(x > 0, 0.0, dy.astype(np.float64) * x), axis=other).reshape(w.shape)
+    return y, dx, dw
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape,wsize,axis", [((4, 3, 5, 5), 3, 1), ((8, 16), 16, 1),
+                                              ((6, 7), 1, 1), ((50000,), 1, 1),
+                                              ((64, 10, 100), 10, 1), ((5, 4), 5, 0)])
+def test_prelu(shape, wsize, axis, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    w = rng.uniform(0, 0.5, wsize).astype(dtype)
+    y, dx, dw = fa.prelu.forward_backward(x, dy, w, axis=axis)
+    ry, rdx, rdw = prelu_reference(x, dy, w, axis)
+    np.testing.assert_array_equal(y, ry.astype(dtype))
+    np.testing.assert_array_equal(dx, rdx.astype(dtype))
+    assert dw.shape == w.shape and dw.dtype == dtype
+    np.testing.assert_allclose(dw, rdw, rtol=10 * RTOL[np.dtype(dtype)], atol=1e-12)
+    dx2, dw2 = fa.prelu.backward(x, dy, w, axis=axis)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(fa.prelu(x, w, axis=axis), y)
+    yb, dxb, dwb = fa.prelu.forward_backward(x, dy, w, axis=axis, backend="numpy")
+    np.testing.assert_allclose(dwb, dw, rtol=1e-5)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_prelu_matches_pytorch(rng):
+    x = rng.standard_normal((4, 3, 6))
+    dy = rng.standard_normal((4, 3, 6))
+    w = np.array([0.1, 0.2, 0.3])
+    t, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.prelu(t, tw).backward(torch.tensor(dy))
+    _, dx, dw = fa.prelu.forward_backward(x, dy, w)
+    np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-12)
+
+
+def test_prelu_errors():
+    with pytest.raises(ValueError, match="weight has 4 values"):
+        fa.prelu(np.ones((2, 3)), np.ones(4))
+    with pytest.raises(ValueError, match="1-d"):
+        fa.prelu(np.ones((2, 3)), np.ones((3, 1)))
+    y = fa.prelu(np.array([-2.0, 3.0]), 0.25)
+    np.testing.assert_array_equal(y, [-0.5, 3.0])
+
+
+@pytest.mark.parametrize("shape,pieces,axis", [((3, 12), 3, -1), ((4, 6, 5), 2, 1),
+                                               ((2, 8), 8, -1), ((20000, 4), 2, -1)])
+def test_maxout(shape, pieces, axis, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    ax = axis % len(shape)
+    ysh = list(shape)
+    ysh[ax] //= pieces
+    dy = rng.standard_normal(ysh).astype(np.float32)
+    y, dx = fa.maxout.forward_backward(x, dy, pieces, axis=axis)
+    grouped = x.reshape(shape[:ax] + (shape[ax] // pieces, pieces) + shape[ax + 1:])
+    np.testing.assert_array_equal(y, grouped.max(axis=ax + 1))
+    arg = grouped.argmax(axis=ax + 1)
+    mask = np.arange(pieces).reshape((1,) * (ax + 1) + (pieces,) + (1,) * (len(shape) - ax - 1))
+    mask = mask == np.expand_dims(arg, ax + 1)
+    np.testing.assert_array_equal(dx, np.where(mask, np.expand_dims(dy, ax + 1), 0)
+                                  .reshape(shape))
+    np.testing.assert_array_equal(fa.maxout.backward(x, dy, pieces, axis=axis), dx)
+    yb, dxb = fa.maxout.forward_backward(x, dy, pieces, axis=axis, backend="numpy")
+    np.testing.assert_array_equal(yb, y)
+    np.testing.assert_array_equal(dxb, dx)
+
+
+def test_maxout_ties_nan_and_errors():
+    x = np.array([[1.0, 1.0, np.nan, 2.0, 5.0, 5.0]])
+    y, dx = fa.maxout.forward_backward(x, np.array([[10.0, 20.0, 30.0]]), 2)
+    np.testing.assert_array_equal(y[0, [0, 2]], [1.0, 5.0])
+    assert np.isnan(y[0, 1])
+    np.testing.assert_array_equal(dx, [[10.0, 0.0, 20.0, 0.0, 30.0, 0.0]])
+    with pytest.raises(ValueError, match="does not divide"):
+        fa.maxout(np.ones((2, 5)), 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        fa.maxout(np.ones((2, 4)), 0)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_argmax(axis, rng):
+    x = rng.standard_normal((30, 40, 5)).astype(np.float32)
+    x[3, 4, :] = np.nan
+    x[5, :, 2] = 1.0
+    got = fa.argmax(x, axis=axis)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.argmax(x, axis=axis))
+    np.testing.assert_array_equal(fa.argmax(x, axis=axis, backend="numpy"), got)
+    if torch is not None:
+        np.testing.assert_array_equal(got, torch.argmax(torch.tensor(x), dim=axis).numpy())
+    with pytest.raises(ValueError, match="empty"):
+        fa.argmax(np.ones((3, 0)))

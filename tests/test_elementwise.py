@@ -1,0 +1,324 @@
+"""Elementwise activations: every op of the registry, every pass, both float dtypes."""
+import re
+
+import numpy as np
+import pytest
+from conftest import FLOATS, RTOL, call_kwargs, default_params, elementwise_variants
+from reference import kinks, reference
+from torch_reference import ELEMENTWISE as TORCH, torch, torch_value_and_derivative
+
+import fastact as fa
+
+VARIANTS = elementwise_variants()
+IDS = [f"{n}-{c}" if c else n for n, c in VARIANTS]
+
+
+def samples(spec, params, dtype, rng):
+    lo, hi = spec.domain
+    mags = np.logspace(-30 if dtype == np.float32 else -300, np.log10(max(-lo, hi)), 400)
+    pts = [np.linspace(lo, hi, 4001), rng.uniform(lo, hi, 2000), mags, -mags]
+    for k in kinks(spec.name, params) + [0.0]:
+        pts.append(k + np.linspace(-1e-3, 1e-3, 41))
+    x = np.concatenate(pts).astype(dtype)
+    return x[(x >= lo) & (x <= hi)]
+
+
+def assert_accurate(got, ref, sens, dtype, what):
+    """|got - ref| <= rtol |ref| + 2 sens + tiny, sens the change of ref over one input ulp.
+
+    The sensitivity term only matters where f has a zero that x can't pin down
+    exactly (e.g. gelu' near -0.75); elsewhere this is the relative bound.
+    """
+    dt = np.dtype(dtype)
+    tol = RTOL[dt] * np.abs(ref) + 2 * sens + np.finfo(dt).tiny
+    err = np.abs(got.astype(np.float64) - ref)
+    bad = ~(err <= tol)
+    if bad.any():
+        i = np.argmax(np.where(bad, err / tol, 0))
+        pytest.fail(f"{what}: {bad.sum()} of {bad.size} outside tolerance; worst at "
+                    f"index {i}: got {got[i]!r}, reference {ref[i]!r}, tol {tol[i]:.3g}")
+
+
+def reference_with_sensitivity(name, choice, x, params):
+    y, d = reference(name, choice, x, params)
+    sy, sd = np.zeros_like(y), np.zeros_like(d)
+    for direction in (np.inf, -np.inf):
+        xn = np.nextafter(x, x.dtype.type(direction))
+        yn, dn = reference(name, choice, xn, params)
+        sy = np.maximum(sy, np.abs(yn - y))
+        sd = np.maximum(sd, np.abs(dn - d))
+    return y, d, sy, sd
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,choice", VARIANTS, ids=IDS)
+def test_value_and_derivative_against_float64_reference(name, choice, dtype, rng):
+    spec = fa.REGISTRY[name]
+    params = default_params(spec)
+    x = samples(spec, params, dtype, rng)
+    y, d = getattr(fa, name).value_and_derivative(x, **call_kwargs(spec, choice, params))
+    assert y.dtype == dtype and d.dtype == dtype
+    ry, rd, sy, sd = reference_with_sensitivity(name, choice, x, params)
+    assert_accurate(y, ry, sy, dtype, f"{name} value")
+    assert_accurate(d, rd, sd, dtype, f"{name} derivative")
+
+
+@pytest.mark.parametrize("name,choice", VARIANTS, ids=IDS)
+def test_derivative_against_finite_differences(name, choice, rng):
+    spec = fa.REGISTRY[name]
+    params = default_params(spec)
+    lo, hi = spec.domain
+    x = rng.uniform(max(lo, -8), min(hi, 8), 3000)
+    for k in kinks(name, params):
+        x = x[np.abs(x - k) > 1e-3]
+    h = 1e-6
+    op = getattr(fa, name)
+    kw = call_kwargs(spec, choice, params)
+    _, d = op.value_and_derivative(x, **kw)
+    fd = (op(x + h, **kw) - op(x - h, **kw)) / (2 * h)
+    np.testing.assert_allclose(d, fd, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 1025, 100003])
+@pytest.mark.parametrize("name,choice", VARIANTS, ids=IDS)
+def test_every_pass_agrees_at_every_size(name, choice, size, rng):
+    """forward/backward/forward_backward/value_and_derivative, serial and parallel sizes."""
+    spec = fa.REGISTRY[name]
+    op = getattr(fa, name)
+    kw = call_kwargs(spec, choice, default_params(spec))
+    x = (rng.standard_normal(size) * 4).astype(np.float32)
+    dy = rng.uniform(-1, 1, size).astype(np.float32)
+    y, d = op.value_and_derivative(x, **kw)
+    ry, rd = reference(name, choice, x, default_params(spec))
+    np.testing.assert_allclose(y, ry, rtol=2e-6, atol=1e-30)
+    np.testing.assert_allclose(d, rd, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(op(x, **kw), y, rtol=3e-7, atol=1e-30)
+    np.testing.assert_allclose(op.backward(x, dy, **kw), dy * d, rtol=3e-7, atol=1e-30)
+    y2, dx2 = op.forward_backward(x, dy, **kw)
+    np.testing.assert_allclose(y2, y, rtol=3e-7, atol=1e-30)
+    np.testing.assert_allclose(dx2, dy * d, rtol=3e-7, atol=1e-30)
+    if spec.scalars_for(choice).derivative_from_output is not None:
+        # from the output, 1 - y cancels where y saturates: one ulp of 1, absolute
+        np.testing.assert_allclose(op.backward_from_output(y, dy, **kw), dy * d,
+                                   rtol=1e-6, atol=2.4e-7)
+
+
+@pytest.mark.parametrize("name,choice", VARIANTS, ids=IDS)
+def test_numpy_baseline_agrees(name, choice, rng):
+    spec = fa.REGISTRY[name]
+    op = getattr(fa, name)
+    kw = call_kwargs(spec, choice, default_params(spec))
+    x = rng.standard_normal(500) * 3
+    dy = rng.uniform(-1, 1, 500)
+    for pass_name, args in (("value_and_derivative", (x,)), ("forward_backward", (x, dy)),
+                            ("backward", (x, dy))):
+        fast = getattr(op, pass_name)(*args, **kw)
+        base = getattr(op, pass_name)(*args, backend="numpy", **kw)
+        np.testing.assert_allclose(fast, base, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(op(x, **kw), op(x, backend="numpy", **kw), rtol=1e-9, atol=1e-12)
+
+
+def special_values(dtype):
+    fi = np.finfo(dtype)
+    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny, -fi.tiny,
+                     fi.smallest_subnormal, -fi.smallest_subnormal, 1.0, -1.0, 3.0, -3.0,
+                     6.0, 0.5, -0.5, 20.0, -20.0], dtype=dtype)
+
+
+# PyTorch results fastact deliberately does not reproduce (float32 vectorization
+# artifacts of PyTorch whose float64 path gives the exact answer, which we follow).
+DEVIATIONS = {
+    ("gelu", "none", np.float32): {"value": [np.inf]},
+    ("elu", None, np.float32): {"derivative": [np.nan]},
+    ("selu", None, np.float32): {"derivative": [np.nan]},
+    ("celu", None, np.float32): {"derivative": [np.nan]},
+    ("hard_swish", None, np.float32): {"derivative": [np.nan]},
+}
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,choice", [v for v in VARIANTS if v in TORCH],
+                         ids=[i for v, i in zip(VARIANTS, IDS) if v in TORCH])
+def test_special_values_match_pytorch(name, choice, dtype):
+    spec = fa.REGISTRY[name]
+    params = default_params(spec)
+    x = special_values(dtype)
+    y, d = getattr(fa, name).value_and_derivative(x, **call_kwargs(spec, choice, params))
+    ty, td = torch_value_and_derivative((name, choice), x, params)
+    # Only the special inputs and kinks: elsewhere fastact is the more exact one.
+    exact = ~np.isfinite(x) | (np.abs(x) >= np.finfo(dtype).max / 2) | (np.abs(x) <= 1e-30) \
+        | np.isin(x, [1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5])
+    skip = DEVIATIONS.get((name, choice, dtype), {})
+    for what, got, want in (("value", y, ty), ("derivative", d, td)):
+        for i in np.where(exact)[0]:
+            if any(x[i] == s or (np.isnan(s) and np.isnan(x[i])) for s in skip.get(what, [])):
+                continue
+            g, w = got[i], want[i]
+            if np.isnan(w) or np.isnan(g) or not np.isfinite(w) or w == 0:
+                assert (np.isnan(g) and np.isnan(w)) or g == w, \
+                    f"{name} {what} at {x[i]!r}: fastact {g!r}, PyTorch {w!r}"
+            else:
+                assert abs(g - w) <= 1e-5 * abs(w), \
+                    f"{name} {what} at {x[i]!r}: fastact {g!r}, PyTorch {w!r}"
+
+
+# ------------------------------------------------------------ shapes, out=, dtypes
+
+OPS_FOR_LAYOUT = ["relu", "sigmoid", "gelu", "softplus"]
+
+
+@pytest.mark.parametrize("name", OPS_FOR_LAYOUT)
+def test_zero_d_and_three_d_and_strided_inputs(name, rng):
+    op = getattr(fa, name)
+    x3 = rng.standard_normal((5, 6, 7)).astype(np.float32)
+    y3, d3 = op.value_and_derivative(x3)
+    assert y3.shape == (5, 6, 7)
+    yf, df = op.value_and_derivative(x3.ravel())
+    np.testing.assert_array_equal(y3.ravel(), yf)
+    for view in (x3[:, ::2, 1:], x3.transpose(2, 0, 1), np.asfortranarray(x3), x3[..., ::-1]):
+        yv, dv = op.value_and_derivative(view)
+        yc, dc = op.value_and_derivative(np.ascontiguousarray(view))
+        assert yv.shape == view.shape
+        np.testing.assert_array_equal(yv, yc)
+        np.testing.assert_array_equal(dv, dc)
+    x0 = np.array(0.75, dtype=np.float64)
+    y0, d0 = op.value_and_derivative(x0)
+    assert y0.shape == () and d0.shape == ()
+    np.testing.assert_allclose(y0, op.value_and_derivative(np.array([0.75]))[0][0])
+
+
+@pytest.mark.parametrize("name", OPS_FOR_LAYOUT)
+def test_out_including_aliasing(name, rng):
+    op = getattr(fa, name)
+    x = rng.standard_normal((64, 33)).astype(np.float32)
+    dy = rng.standard_normal((64, 33)).astype(np.float32)
+    y_ref, d_ref = op.value_and_derivative(x)
+    # preallocated outputs
+    y, d = np.empty_like(x), np.empty_like(x)
+    r = op.value_and_derivative(x, out=(y, d))
+    assert r[0] is y and r[1] is d
+    np.testing.assert_array_equal(y, y_ref)
+    # in place: out aliases the input
+    xc = x.copy()
+    assert op(xc, out=xc) is xc
+    np.testing.assert_array_equal(xc, y_ref)
+    # backward writing over dy, forward_backward writing over x and dy
+    dyc, xc = dy.copy(), x.copy()
+    op.backward(x, dyc, out=dyc)
+    np.testing.assert_allclose(dyc, dy * d_ref, rtol=3e-7)
+    dyc = dy.copy()
+    op.forward_backward(xc, dyc, out=(xc, dyc))
+    np.testing.assert_allclose(xc, y_ref, rtol=3e-7)
+    np.testing.assert_allclose(dyc, dy * d_ref, rtol=3e-7)
+    # a strided out and a partially overlapping out go through a temporary
+    big = np.zeros((64, 66), np.float32)
+    op(x, out=big[:, ::2])
+    np.testing.assert_array_equal(big[:, ::2], y_ref)
+    flat = x.ravel().copy()
+    op(flat[:-1], out=flat[1:])
+    np.testing.assert_array_equal(flat[1:], y_ref.ravel()[:-1])
+
+
+@pytest.mark.parametrize("name", OPS_FOR_LAYOUT)
+def test_dtype_rules(name):
+    op = getattr(fa, name)
+    x16 = np.linspace(-3, 3, 101).astype(np.float16)
+    y16, d16 = op.value_and_derivative(x16)
+    assert y16.dtype == np.float16 and d16.dtype == np.float16
+    y32, _ = op.value_and_derivative(x16.astype(np.float32))
+    np.testing.assert_array_equal(y16, y32.astype(np.float16))
+    for ints in (np.arange(-3, 4), np.arange(-3, 4, dtype=np.int8), np.array([True, False])):
+        y, d = op.value_and_derivative(ints)
+        assert y.dtype == np.float64
+        np.testing.assert_array_equal(y, op(ints.astype(np.float64)))
+    out16 = np.empty(101, np.float16)
+    assert op(x16, out=out16) is out16
+    np.testing.assert_array_equal(out16, y16)
+    # mixed x float32 and dy float64 promote to float64
+    dx = op.backward(np.ones(3, np.float32), np.ones(3, np.float64))
+    assert dx.dtype == np.float64
+    # python scalars and lists
+    assert op(0.5).shape == () and op([0.5, 1.0]).shape == (2,)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_torch_tensors_in_and_out():
+    x = torch.linspace(-3, 3, 50)
+    y, d = fa.silu.value_and_derivative(x)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float32
+    np.testing.assert_allclose(y.numpy(), torch.nn.functional.silu(x).numpy(), rtol=1e-6)
+    xb = x.to(torch.bfloat16)
+    yb = fa.silu(xb)
+    assert yb.dtype == torch.bfloat16
+    xg = x.clone().requires_grad_(True)
+    assert isinstance(fa.relu(xg), torch.Tensor)
+    # zero-copy in place on a tensor
+    t = torch.linspace(-1, 1, 10)
+    assert fa.relu(t, out=t) is t and float(t.min()) == 0.0
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.complex64), np.array(["a"]),
+                                 np.array([object()], dtype=object)])
+def test_bad_dtypes_raise_type_error(bad):
+    with pytest.raises(TypeError, match="dtype"):
+        fa.relu(bad)
+
+
+def test_errors():
+    x = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        fa.sigmoid.backward(x, np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        fa.sigmoid(x, out=np.empty(5, np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        fa.sigmoid(x, out=np.empty(4, np.float64))
+    with pytest.raises(ValueError, match="tuple of 2"):
+        fa.sigmoid.value_and_derivative(x, out=np.empty(4, np.float32))
+    with pytest.raises(ValueError, match="overlap"):
+        buf = np.empty(4, np.float32)
+        fa.sigmoid.value_and_derivative(x, out=(buf, buf))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fa.relu(x, alpha=2.0)
+    with pytest.raises(ValueError, match="approximate"):
+        fa.gelu(x, approximate="fast")
+    with pytest.raises(TypeError, match="missing required"):
+        fa.threshold(x, threshold=0.5)
+    with pytest.raises(TypeError, match="real number"):
+        fa.elu(x, alpha="big")
+    with pytest.raises(ValueError, match="read-only"):
+        ro = np.empty(4, np.float32)
+        ro.flags.writeable = False
+        fa.relu(x, out=ro)
+    with pytest.raises(NotImplementedError):
+        fa.gelu.backward_from_output(x, x)
+
+
+# ------------------------------------------------------------ vectorization
+
+def _kernel_asm(name, choice, dtype):
+    from fastact.cpu import elementwise as cpu_elementwise
+    spec = fa.REGISTRY[name]
+    scalars = spec.scalars_for(choice)
+    pair = cpu_elementwise.kernel(scalars, "forward_backward")
+    n = 1 << 16
+    x = np.linspace(-3, 3, n).astype(dtype)
+    params = default_params(spec)
+    kernel = pair.parallel
+    kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))
+    return "\n".join(kernel.inspect_asm().values())
+
+
+TRANSCENDENTAL = [(n, c) for n, c in VARIANTS if fa.REGISTRY[n].transcendental]
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,choice", TRANSCENDENTAL,
+                         ids=[f"{n}-{c}" if c else n for n, c in TRANSCENDENTAL])
+def test_transcendental_kernels_are_vectorized(name, choice, dtype):
+    asm = _kernel_asm(name, choice, dtype)
+    suffix = "ps" if dtype == np.float32 else "pd"
+    packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|add|div)\w*{suffix}\s+[^\n]*%[yz]mm", asm)
+    assert len(packed) >= 8, f"{name}: no packed {suffix} arithmetic on ymm/zmm registers"
+    calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh)", asm, flags=re.I)
+    assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
