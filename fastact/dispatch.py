@@ -76,7 +76,9 @@ def _require_available(name: str) -> None:
 
 
 def is_device_array(x) -> bool:
-    return hasattr(x, "__cuda_array_interface__")
+    # Numba device arrays (the CUDA simulator's lack the interface), CuPy, torch CUDA
+    return bool(getattr(type(x), "__cuda_ndarray__", False)) or \
+        hasattr(x, "__cuda_array_interface__")
 
 
 def resolve_backend(backend, *arrays) -> str:

@@ -27,10 +27,7 @@ def _Phi(x):
 
 def _tanh_d(x):
     # sech^2 without cancellation
-    a = abs(x)
-    if a > 350:
-        return 0.0
-    e = math.exp(-2 * a)
+    e = math.exp(-2 * abs(x))
     return 4 * e / (1 + e) ** 2
 
 

@@ -125,10 +125,11 @@ def special_values(dtype):
                      6.0, 0.5, -0.5, 20.0, -20.0], dtype=dtype)
 
 
-# PyTorch results fastact deliberately does not reproduce (float32 vectorization
-# artifacts of PyTorch whose float64 path gives the exact answer, which we follow).
+# PyTorch results fastact deliberately does not reproduce (float32 artifacts of
+# PyTorch whose float64 path gives the exact answer, which fastact follows:
+# gelu(+inf) = +inf and gelu(max) = max, not NaN and an overflow to inf).
 DEVIATIONS = {
-    ("gelu", "none", np.float32): {"value": [np.inf]},
+    ("gelu", "none", np.float32): {"value": [np.inf, np.finfo(np.float32).max]},
     ("elu", None, np.float32): {"derivative": [np.nan]},
     ("selu", None, np.float32): {"derivative": [np.nan]},
     ("celu", None, np.float32): {"derivative": [np.nan]},
@@ -146,9 +147,11 @@ def test_special_values_match_pytorch(name, choice, dtype):
     x = special_values(dtype)
     y, d = getattr(fa, name).value_and_derivative(x, **call_kwargs(spec, choice, params))
     ty, td = torch_value_and_derivative((name, choice), x, params)
-    # Only the special inputs and kinks: elsewhere fastact is the more exact one.
-    exact = ~np.isfinite(x) | (np.abs(x) >= np.finfo(dtype).max / 2) | (np.abs(x) <= 1e-30) \
-        | np.isin(x, [1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5])
+    # Only the special inputs, and the kinks of the piecewise-linear ops: at other
+    # points of the smooth ops fastact is the more exact one (see the reference test).
+    exact = ~np.isfinite(x) | (np.abs(x) >= np.finfo(dtype).max / 2) | (np.abs(x) <= 1e-30)
+    if not spec.transcendental:
+        exact |= np.isin(x, [1.0, -1.0, 3.0, -3.0, 6.0, 0.5, -0.5])
     skip = DEVIATIONS.get((name, choice, dtype), {})
     for what, got, want in (("value", y, ty), ("derivative", d, td)):
         for i in np.where(exact)[0]:
@@ -159,7 +162,8 @@ def test_special_values_match_pytorch(name, choice, dtype):
                 assert (np.isnan(g) and np.isnan(w)) or g == w, \
                     f"{name} {what} at {x[i]!r}: fastact {g!r}, PyTorch {w!r}"
             else:
-                assert abs(g - w) <= 1e-5 * abs(w), \
+                # relative, or one denormal ulp where results underflow
+                assert abs(g - w) <= max(1e-5 * abs(w), np.finfo(dtype).smallest_subnormal), \
                     f"{name} {what} at {x[i]!r}: fastact {g!r}, PyTorch {w!r}"
 
 

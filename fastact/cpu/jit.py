@@ -7,9 +7,10 @@ import types
 
 from numba import njit
 
-# No nnan/ninf (they would break NaN/inf semantics) and no reassoc (it would
-# undo the Cody-Waite splitting inside the polynomial exp/log).
-FASTMATH = {"contract", "arcp"}
+# No nnan/ninf (they would break NaN/inf semantics), no reassoc (it would
+# undo the Cody-Waite splitting inside the polynomial exp/log) and no arcp
+# (x / 6 -> x * (1/6) misrounds): only FMA contraction.
+FASTMATH = {"contract"}
 # Reductions over plain sums/maxima are compiled apart with reassoc so that
 # LLVM vectorizes them; they hold no transcendental code.
 REDUCE_FASTMATH = {"contract", "arcp", "reassoc", "nsz"}

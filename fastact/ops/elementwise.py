@@ -48,16 +48,19 @@ def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0
 
 @jitable
 def tanh_parts(u):
-    """(tanh u, 1 + tanh u, 1 - tanh(u)**2), each without cancellation.
+    """(tanh u, 1 + tanh u, 1 - tanh(u)**2), each without cancellation or overflow.
 
-    With m = expm1(2|u|): |t| = m / (m + 2) and 1 - |t| = 2 / (m + 2).
+    With e = exp(-2|u|) in (0, 1] and q = expm1(-2|u|) = e - 1:
+    |t| = -q / (1 + e),  1 - |t| = 2e / (1 + e),  1 - t**2 = (1 - |t|)(1 + |t|).
+    (exp and expm1 of the same argument share their range reduction.)
     """
     one, two = lit(u, 1.0), lit(u, 2.0)
-    a = abs(u)
-    m = expm1(two * a)
-    omt = two / (m + two)
-    t_abs = one if m == lit(u, np.inf) else m / (m + two)
-    t = -t_abs if u < lit(u, 0.0) else t_abs
+    a = -two * abs(u)
+    e = exp(a)
+    q = expm1(a)
+    t_abs = -q / (one + e)
+    omt = two * e / (one + e)
+    t = math.copysign(t_abs, u)
     one_plus_t = omt if u < lit(u, 0.0) else one + t_abs
     return t, one_plus_t, omt * (one + t_abs)
 
@@ -270,13 +273,20 @@ define("softsign", "softsign(x) = x / (1 + |x|);  derivative 1 / (1 + |x|)**2.",
 
 @jitable
 def squareplus_vad(x, b):
-    half = lit(x, 0.5)
-    s = math.sqrt(x * x + b)
+    half, one = lit(x, 0.5), lit(x, 1.0)
+    a = abs(x)
+    # s = sqrt(x**2 + b) without overflowing x**2, and x / s without inf / inf
+    if a > one:
+        r = math.sqrt(one + (b / a) / a)
+        s, x_over_s = a * r, one / r
+    else:
+        s = math.sqrt(x * x + b)
+        x_over_s = x / s
     if x >= lit(x, 0.0):
-        return half * (x + s), half * (lit(x, 1.0) + x / s)
+        return half * (x + s), half * (one + x_over_s)
     # x + s = b / (s - x) for x < 0: no cancellation
     q = s - x
-    return half * b / q, half * b / (s * q)
+    return half * b / q, (half * b / s) / q
 
 
 def _np_squareplus(x, b):
@@ -377,16 +387,25 @@ def _tanhshrink_series():
 TANHSHRINK_SERIES = _tanhshrink_series()
 
 
+def _horner(name, coeffs):
+    """A jitable odd polynomial x**3 * sum_k c_k x**(2k), written out for the vectorizer."""
+    lines = [f"def {name}(x):", "    x2 = x * x", f"    acc = lit(x, {coeffs[0]!r})"]
+    lines += [f"    acc = acc * x2 + lit(x, {c!r})" for c in coeffs[1:]]
+    lines.append("    return acc * x2 * x")
+    namespace = {"lit": lit}
+    exec("\n".join(lines), namespace)
+    return jitable(namespace[name])
+
+
+tanhshrink_series = _horner("tanhshrink_series", TANHSHRINK_SERIES)
+
+
 @jitable
 def tanhshrink_vad(x):
     t, _, _ = tanh_parts(x)
     if abs(x) < lit(x, 0.5):
         # x - tanh(x) cancels near 0: sum its series, x**3/3 - 2x**5/15 + ...
-        x2 = x * x
-        acc = lit(x, 0.0)
-        for c in TANHSHRINK_SERIES:
-            acc = acc * x2 + lit(x, c)
-        y = acc * x2 * x
+        y = tanhshrink_series(x)
     else:
         y = x - t
     return y, t * t
@@ -553,6 +572,7 @@ define("mish", "mish(x) = x * tanh(softplus(x));  derivative t + x * sigmoid(x) 
 # ------------------------------------------------------------ gelu
 
 INV_SQRT2 = 0.7071067811865475244008443621048490
+SQRT2 = 1.4142135623730950488016887242096981
 INV_SQRT_2PI = 0.3989422804014326779399460599343819
 SQRT_2_OVER_PI = 0.7978845608028654
 GELU_C = 0.044715
@@ -561,19 +581,35 @@ GELU_C = 0.044715
 @jitable
 def gelu_erf_vad(x):
     half = lit(x, 0.5)
-    # Phi(x) = erfc(-x / sqrt 2) / 2 keeps full relative accuracy in the left tail
-    cdf = half * erfc(-x * lit(x, INV_SQRT2))
-    pdf = lit(x, INV_SQRT_2PI) * exp(-half * x * x)
+    x64 = np.float64(x)
+    # Phi(x) = erfc(-x / sqrt 2) / 2 keeps full relative accuracy in the left tail.
+    # z = -x / sqrt 2 rounds, and erfc amplifies that ~2 z**2-fold: z is the exact
+    # argument of x' = -sqrt(2) z, and Phi(x) = Phi(x') - phi(x) (x' - x).
+    z = -x * lit(x, INV_SQRT2)
+    finite = abs(x64) < 64.0   # beyond, Phi is 0 or 1 and phi is 0: no correction
+    shift = -SQRT2 * np.float64(z) - x64 if finite else 0.0
+    # exp(-x**2 / 2) with x**2 = sq + err exactly (err = 0 in float64 arithmetic)
+    sq = x * x
+    err = x64 * x64 - np.float64(sq) if finite else 0.0
+    pdf = lit(x, INV_SQRT_2PI) * exp(-half * sq) * (lit(x, 1.0) - half * lit(x, err))
+    cdf = half * erfc(z) - pdf * lit(x, shift)
     return x * cdf, cdf + x * pdf
 
 
 @jitable
 def gelu_tanh_vad(x):
-    half, k, c = lit(x, 0.5), lit(x, SQRT_2_OVER_PI), lit(x, GELU_C)
+    half, one, k = lit(x, 0.5), lit(x, 1.0), lit(x, SQRT_2_OVER_PI)
     x2 = x * x
-    u = k * (x + c * x2 * x)
-    _, one_plus_t, sech2 = tanh_parts(u)
-    du = k * (lit(x, 1.0) + lit(x, 3.0 * GELU_C) * x2)
+    # u = k (x + c x**3) in float64: 1 + tanh(u) ~ 2 exp(2u) in the left tail
+    # amplifies the rounding of u ~2|u|-fold; delta = what rounding u dropped.
+    x64 = np.float64(x)
+    u64 = SQRT_2_OVER_PI * (x64 + GELU_C * x64 * x64 * x64)
+    u = lit(x, u64)
+    delta = lit(x, u64 - np.float64(u)) if abs(x64) < 1e4 else lit(x, 0.0)
+    t, one_plus_t, sech2 = tanh_parts(u)
+    # d/du log(1 + tanh u) = 1 - tanh u
+    one_plus_t = one_plus_t * (one + (one - t) * delta)
+    du = k * (one + lit(x, 3.0 * GELU_C) * x2)
     return half * x * one_plus_t, half * one_plus_t + half * x * sech2 * du
 
 
