@@ -70,9 +70,7 @@ class ElementwiseOp(Op):
         outs = Outputs([arrays[0].shape] * n_out, compute, result, container, out, arrays,
                        name, originals=originals)
         if b == "numpy":
-            results = _numpy_pass(scalars, pass_name, arrays, numeric)
-            for dst, src in zip(outs.arrays, results):
-                np.copyto(dst, src, casting="unsafe")
+            outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
             kernel = cpu_elementwise.kernel(scalars, pass_name).get(arrays[0].size)
             kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
@@ -190,8 +188,7 @@ class RowwiseOp(Op):
         from .ops.rowwise import numpy_rowwise
         if b == "numpy":
             dy = arrays[1] if len(arrays) > 1 else None
-            for dst, src in zip(outs.arrays, numpy_rowwise(self.spec, pass_name, arrays[0], dy, -1)):
-                np.copyto(dst, src, casting="unsafe")
+            outs.put(numpy_rowwise(self.spec, pass_name, arrays[0], dy, -1))
             return outs.finish()
         shape = arrays[0].shape or (1,)
         n, nrows = shape[-1], int(np.prod(shape[:-1]))

@@ -15,11 +15,6 @@ def _with_axis_size(shape, axis, n):
     return tuple(s)
 
 
-def _copy_results(outs, results):
-    for dst, src in zip(outs.arrays, results):
-        np.copyto(dst, src, casting="unsafe")
-
-
 class GatedOp(Op):
     """A gated linear unit: x split in halves a, b along ``axis``.
 
@@ -63,7 +58,7 @@ class GatedOp(Op):
                        originals=originals)
         if b == "numpy":
             dy = arrays[1] if len(arrays) > 1 else None
-            _copy_results(outs, axis_ops.numpy_gated(self.spec, scalars, pass_name, x, dy, ax,
+            outs.put(axis_ops.numpy_gated(self.spec, scalars, pass_name, x, dy, ax,
                                                      numeric))
             return outs.finish()
         outer, n, inner = split_axis(x.shape, ax)
@@ -127,7 +122,7 @@ class PreluOp(Op):
                        originals=originals)
         if b == "numpy":
             dy = arrays[1] if len(arrays) == 3 else None
-            _copy_results(outs, axis_ops.numpy_prelu(pass_name, x, dy, w,
+            outs.put(axis_ops.numpy_prelu(pass_name, x, dy, w,
                                                      ax if w.size > 1 else 0))
             return outs.finish()
         x3, w1 = x.reshape(outer, c, inner), w.reshape(c)
@@ -192,7 +187,7 @@ class MaxoutOp(Op):
         if b == "numpy":
             dy3 = arrays[1].reshape(outer, groups, inner) if len(arrays) > 1 else None
             res = axis_ops.numpy_maxout(pass_name, x.reshape(outer, groups, pieces, inner), dy3)
-            _copy_results(outs, [r.reshape(a.shape) for r, a in zip(res, outs.arrays)])
+            outs.put([r.reshape(a.shape) for r, a in zip(res, outs.arrays)])
             return outs.finish()
         if pass_name == "forward":
             K.MAXOUT_FORWARD.get(x.size)(x4, outs.arrays[0].reshape(outer * groups, inner))
@@ -225,7 +220,7 @@ class ArgmaxOp(Op):
         idx = np.dtype(np.int64)
         outs = Outputs([yshape], idx, idx, container, out, (), name)
         if b == "numpy":
-            _copy_results(outs, [np.argmax(a, axis=ax)])
+            outs.put([np.argmax(a, axis=ax)])
             return outs.finish()
         outer, n, inner = split_axis(a.shape, ax)
         K.ARGMAX.get(a.size)(a.reshape(outer, n, inner), outs.arrays[0].reshape(outer, inner))

@@ -15,7 +15,7 @@ import numpy as np
 from numba.extending import register_jitable as jitable
 
 from ..mathlib import erfc, exp, expm1, lit, log1p
-from ..registry import REQUIRED, OpSpec, Param, Scalars, register
+from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
 
 def _first(fd):
@@ -28,7 +28,8 @@ def _first(fd):
 
 
 def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0, 20.0),
-           transcendental=False, from_output=None, numpy_from_output=None, variants=None):
+           transcendental=False, from_output=None, numpy_from_output=None, variants=None,
+           example=None):
     """Register an elementwise op (``variants``: choice value -> (vad, numpy_vad, numpy_value))."""
     if variants is None:
         variants = {None: (vad, numpy_vad, numpy_value)}
@@ -41,7 +42,8 @@ def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0
             derivative_from_output=from_output if key is None else None,
             numpy_derivative_from_output=numpy_from_output if key is None else None)
     return register(OpSpec(name=name, kind="elementwise", doc=doc, params=tuple(params),
-                           scalars=scalars, domain=domain, transcendental=transcendental))
+                           scalars=scalars, domain=domain, transcendental=transcendental,
+                           example=example))
 
 
 # ------------------------------------------------------------ shared pieces
@@ -114,7 +116,9 @@ define("threshold",
        "derivative 0 where x <= threshold, else 1.",
        threshold_vad,
        lambda x, t, v: (np.where(x <= t, v, x).astype(x.dtype), (x > t).astype(x.dtype)),
-       params=[Param("threshold", REQUIRED), Param("value", REQUIRED)])
+       params=[Param("threshold", REQUIRED), Param("value", REQUIRED)],
+       example=lambda pass_name, size, dtype, rng: (
+           elementwise_example(pass_name, size, dtype, rng)[0], {"threshold": 0.0, "value": 0.0}))
 
 
 @jitable

@@ -1,0 +1,331 @@
+"""Accuracy, special values and vectorization of the CPU math (fastact.cpu.vmath).
+
+Every function is called the way the real kernels call it: from a compiled
+``njit(fastmath={"contract", "arcp"}, error_model="numpy")`` loop, parallel
+(``prange``) and serial.
+
+Bounds: relative error <= 4e-7 (float32) and <= 5e-15 (float64) wherever the
+true result is a normal number; results in the denormal range within 2
+denormal ulps; overflowing results are inf; special values as C99 / NumPy.
+Measured maxima at the time of writing (parallel and serial agree), all well
+inside the bounds:
+
+    function  float32   float64
+    exp       8.5e-08   2.2e-16
+    expm1     1.1e-07   2.6e-16
+    log       7.7e-08   2.2e-16
+    log1p     1.3e-07   2.2e-16
+    tanh      1.7e-07   3.7e-16
+    erfc      2.1e-07   3.8e-16
+
+References: float64 NumPy / math for the float32 versions, mpmath (100 bits)
+for the float64 versions.
+"""
+import functools
+import math
+import re
+
+import numpy as np
+import pytest
+from numba import njit, prange
+
+from fastact import mathlib
+
+mpmath = pytest.importorskip("mpmath")
+
+FASTMATH = {"contract", "arcp"}
+NAMES = mathlib.MATH_FUNCTIONS
+FLOATS = (np.float32, np.float64)
+RTOL = {np.float32: 4e-7, np.float64: 5e-15}
+DENORMAL_ULPS = 2
+
+
+# ---------------------------------------------------------------- kernels
+
+def _make_kernel(fn, parallel):
+    if parallel:
+        @njit(fastmath=FASTMATH, error_model="numpy", parallel=True)
+        def kernel(x, y):
+            for i in prange(x.size):
+                y[i] = fn(x[i])
+    else:
+        @njit(fastmath=FASTMATH, error_model="numpy")
+        def kernel(x, y):
+            for i in range(x.size):
+                y[i] = fn(x[i])
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def kernel(name, parallel):
+    return _make_kernel(getattr(mathlib, name), parallel)
+
+
+def run(name, x, parallel=True):
+    y = np.empty_like(x)
+    kernel(name, parallel)(x, y)
+    return y
+
+
+# ---------------------------------------------------------------- references
+
+_NP64 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p,
+         "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1)}
+_MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
+       "tanh": mpmath.tanh, "erfc": mpmath.erfc}
+
+
+def _mp_scalar(name, v):
+    if v != v:
+        return math.nan
+    if name == "log" and v < 0 or name == "log1p" and v < -1:
+        return math.nan
+    if name == "log" and v == 0 or name == "log1p" and v == -1:
+        return -math.inf
+    with mpmath.workprec(100):
+        r = _MP[name](mpmath.mpf(v))
+    # Convert by hand: mpf -> float may not handle huge/tiny exponents gracefully.
+    try:
+        return float(r)
+    except OverflowError:
+        return math.copysign(math.inf, float(mpmath.sign(r)))
+
+
+def reference(name, x):
+    """True values as float64 (float64 inputs: via mpmath; beyond float64 range: +-inf)."""
+    if x.dtype == np.float32:
+        with np.errstate(all="ignore"):
+            return _NP64[name](x.astype(np.float64)).astype(np.float64)
+    return np.array([_mp_scalar(name, float(v)) for v in x])
+
+
+# ---------------------------------------------------------------- inputs
+
+def _logu(rng, lo, hi, n):
+    return np.exp2(rng.uniform(lo, hi, n))
+
+
+def sample(name, dt, n, rng):
+    """Dense random inputs over the useful range plus edges."""
+    fi = np.finfo(dt)
+    f32 = dt == np.float32
+    e_min = math.log2(float(fi.smallest_subnormal))        # -149 / -1074
+    e_max = math.log2(float(fi.max))                       # 128 / 1024
+    ln_max = math.log(float(fi.max))
+    ln_tiny = math.log(float(fi.tiny))
+    ln_sub = math.log(float(fi.smallest_subnormal))
+    sgn = rng.choice([-1.0, 1.0], n)
+    parts = [sgn * _logu(rng, e_min, 2, n)]                # small magnitudes, denormals too
+    if name in ("exp", "expm1"):
+        parts += [rng.uniform(ln_sub - 3, ln_max + 3, n), rng.uniform(-2, 2, n)]
+        edges = [ln_max, ln_tiny, ln_sub, math.log(2) / 2, -math.log(2) / 2]
+    elif name == "log":
+        parts = [_logu(rng, e_min, e_max, 2 * n), rng.uniform(0.5, 2.0, n),
+                 1 + sgn * _logu(rng, -60, -1, n)]
+        edges = [1.0, float(fi.tiny), float(fi.smallest_subnormal), math.sqrt(0.5), math.sqrt(2.0)]
+    elif name == "log1p":
+        parts += [_logu(rng, 0, e_max, n), rng.uniform(-1, 1, n), -1 + _logu(rng, -60, -1, n)]
+        edges = [-1.0, math.sqrt(0.5) - 1, math.sqrt(2) - 1, float(fi.max)]
+    elif name == "tanh":
+        parts += [rng.uniform(-25, 25, n), rng.uniform(-1, 1, n)]
+        edges = [0.5493, 0.625, 9.0, 19.1]
+    elif name == "erfc":
+        top = 10.5 if f32 else 27.5
+        parts += [rng.uniform(-6, top, 2 * n), rng.uniform(-1.5, 3.5, n), rng.uniform(top - 2, top, n)]
+        edges = [0.84375, 1.25, 1 / 0.35, 6.0, 9.194 if f32 else 26.54, 10.05 if f32 else 27.22]
+    else:
+        raise KeyError(name)
+    x = np.concatenate(parts).astype(dt)
+    # Each edge, its negation and a few float neighbours.
+    e = np.array(edges + [-v for v in edges], dtype=dt)
+    near = []
+    for v in e:  # (nextafter past +-max warns; the inf it gives is a fine input)
+        lo = hi = v
+        near.append(v)
+        for _ in range(3):
+            lo = np.nextafter(lo, dt(-np.inf))
+            hi = np.nextafter(hi, dt(np.inf))
+            near += [lo, hi]
+    return np.concatenate([x, np.array(near, dtype=dt)])
+
+
+@pytest.fixture(autouse=True)
+def _quiet_fp():
+    with np.errstate(all="ignore"):
+        yield
+
+
+# ---------------------------------------------------------------- checks
+
+def errors(x, y, ref):
+    """(max relative error over normal results, indices of failures of the other rules)."""
+    dt = x.dtype.type
+    fi = np.finfo(dt)
+    tiny, big = float(fi.tiny), float(fi.max)
+    yd = y.astype(np.float64)
+    a = np.abs(ref)
+    with np.errstate(all="ignore"):
+        rel = np.abs(yd - ref) / a
+    normal = np.isfinite(ref) & (a >= tiny) & (a <= big)
+    rel_max = float(np.max(rel[normal], initial=0.0))
+    bad = np.zeros(x.shape, bool)
+    # Results in the denormal range (or rounding to 0): a few denormal ulps.
+    den = np.isfinite(ref) & (a < tiny)
+    bad |= den & ~(np.abs(yd - ref) <= DENORMAL_ULPS * float(fi.smallest_subnormal))
+    # Overflow: beyond max + half an ulp the result must be inf.
+    over = np.isfinite(ref) & (a >= big * (1 + fi.epsneg)) | np.isinf(ref)
+    bad |= over & ~(yd == ref) & ~(np.isfinite(ref) & np.isinf(yd) & (np.sign(yd) == np.sign(ref)))
+    # NaN exactly where the reference is NaN.
+    bad |= np.isnan(ref) != np.isnan(yd)
+    return rel_max, np.flatnonzero(bad)
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("name", NAMES)
+def test_accuracy(name, dt, parallel):
+    rng = np.random.default_rng(abs(hash((name, dt.__name__))) % 2**32)
+    n = 40000 if dt == np.float32 else 3000
+    if not parallel:
+        n //= 4
+    x = sample(name, dt, n, rng)
+    y = run(name, x, parallel)
+    assert y.dtype == dt
+    ref = reference(name, x)
+    rel_max, bad = errors(x, y, ref)
+    i = int(np.argmax(np.where(np.isfinite(ref) & (np.abs(ref) >= np.finfo(dt).tiny),
+                               np.abs(y - ref) / np.abs(ref), 0.0)))
+    assert rel_max <= RTOL[dt], (
+        f"{name}[{dt.__name__}] max rel error {rel_max:.3g} at x={x[i]!r}: {y[i]!r} vs {ref[i]!r}")
+    assert bad.size == 0, [(x[j], y[j], ref[j]) for j in bad[:10]]
+
+
+SPECIALS = {
+    # name: [(input, expected)], symbolic inputs resolved per dtype
+    "exp": [(0.0, 1.0), (-0.0, 1.0), ("inf", "inf"), ("-inf", 0.0), ("nan", "nan"),
+            ("max", "inf"), ("-max", 0.0), ("sub", 1.0), ("-sub", 1.0), ("tiny", 1.0)],
+    "expm1": [(0.0, 0.0), (-0.0, -0.0), ("inf", "inf"), ("-inf", -1.0), ("nan", "nan"),
+              ("max", "inf"), ("-max", -1.0), ("sub", "sub"), ("-sub", "-sub"),
+              ("tiny", "tiny"), ("-tiny", "-tiny"), (-200.0, -1.0)],
+    "log": [(0.0, "-inf"), (-0.0, "-inf"), ("inf", "inf"), ("-inf", "nan"), ("nan", "nan"),
+            (1.0, 0.0), (-1.0, "nan"), ("-sub", "nan"), ("-max", "nan"), (-0.5, "nan")],
+    "log1p": [(0.0, 0.0), (-0.0, -0.0), ("inf", "inf"), ("-inf", "nan"), ("nan", "nan"),
+              (-1.0, "-inf"), (-2.0, "nan"), ("-max", "nan"), ("sub", "sub"), ("-sub", "-sub"),
+              ("tiny", "tiny"), ("-tiny", "-tiny")],
+    "tanh": [(0.0, 0.0), (-0.0, -0.0), ("inf", 1.0), ("-inf", -1.0), ("nan", "nan"),
+             ("max", 1.0), ("-max", -1.0), (30.0, 1.0), (-30.0, -1.0), ("sub", "sub"),
+             ("-sub", "-sub"), ("tiny", "tiny"), ("-tiny", "-tiny")],
+    "erfc": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", 2.0), ("nan", "nan"),
+             ("max", 0.0), ("-max", 2.0), ("sub", 1.0), ("-sub", 1.0), (30.0, 0.0), (-30.0, 2.0),
+             (-10.0, 2.0)],
+}
+
+
+def _resolve(v, dt):
+    if not isinstance(v, str):
+        return dt(v)
+    neg = v.startswith("-")
+    fi = np.finfo(dt)
+    base = {"inf": dt(np.inf), "nan": dt(np.nan), "max": fi.max, "tiny": fi.tiny,
+            "sub": fi.smallest_subnormal}[v.lstrip("-")]
+    return -base if neg else base
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("name", NAMES)
+def test_special_values(name, dt, parallel):
+    cases = SPECIALS[name]
+    x = np.array([_resolve(a, dt) for a, _ in cases], dtype=dt)
+    want = np.array([_resolve(b, dt) for _, b in cases], dtype=dt)
+    y = run(name, x, parallel)
+    same = (y == want) & (np.signbit(y) == np.signbit(want)) | np.isnan(y) & np.isnan(want)
+    assert same.all(), [(x[i], y[i], want[i]) for i in np.flatnonzero(~same)]
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_gradual_underflow_and_overflow(dt):
+    f32 = dt == np.float32
+    # exp(-100) in float32 is the denormal 3.7e-44, as in C and PyTorch.
+    x = np.array([-100.0, -103.0] if f32 else [-720.0, -740.0, -745.0], dtype=dt)
+    y = run("exp", x)
+    ref = reference("exp", x)
+    assert np.all(y > 0)
+    assert np.all(np.abs(y - ref) <= DENORMAL_ULPS * float(np.finfo(dt).smallest_subnormal))
+    # The overflow threshold: last finite and first infinite result.
+    fi = np.finfo(dt)
+    t = dt(math.log(float(fi.max)))
+    xs = np.array([np.nextafter(t, dt(-np.inf)), np.nextafter(np.nextafter(t, dt(np.inf)), dt(np.inf))],
+                  dtype=dt)
+    ys = run("exp", xs)
+    assert np.isfinite(ys[0]) and np.isinf(ys[1])
+    # erfc keeps full relative accuracy deep into the tail (gelu's Phi(x) = erfc(-x/sqrt2)/2).
+    z = np.array([5.0, 9.0] if f32 else [5.0, 10.0, 20.0, 26.0], dtype=dt)
+    rz = reference("erfc", z)
+    assert np.all(np.abs(run("erfc", z) - rz) <= RTOL[dt] * rz)
+
+
+def test_scalar_python_fallback_unchanged():
+    # The plain-Python bodies in mathlib stay usable (CUDA simulator, pure calls).
+    assert mathlib.exp(np.float32(1.0)).dtype == np.float32
+    assert math.isclose(mathlib.erfc(np.float64(1.0)), math.erfc(1.0))
+
+
+# ---------------------------------------------------------------- vectorization
+
+# A named call to a libm-style function or to a (non-inlined) vmath/mathlib body.
+# Numba's JIT code calls through registers (movabs $sym, %reg; call *%reg), so
+# both forms are checked.  Numba's own runtime calls (call *%reg without a math
+# symbol) are allowed.
+_LIBM = r"(?:exp|expm1|exp2|log|log1p|log2|tanh|erf|erfc)[fl]?"
+_NAMED_MATH = re.compile(
+    rf"^\s+(?:call|movabs|jmp)\w*\s+\$?\"?(?:{_LIBM}(?:@PLT)?\b|[^\s,]*(?:fastact3cpu5vmath|fastact7mathlib)[^\s,]*)",
+    re.M)
+
+
+def _packed_arith(asm, dt):
+    suffix = "ps" if dt == np.float32 else "pd"
+    return re.findall(
+        rf"^\s+v(?:f(?:n)?m(?:add|sub)\d{{3}}|mul|add|sub){suffix}\s+[^\n]*%[yz]mm", asm, re.M)
+
+
+def asm_problems(asm, dt):
+    """Reasons why the loop in ``asm`` is not vectorized math; empty if it is."""
+    problems = []
+    calls = _NAMED_MATH.findall(asm)
+    if calls:
+        problems.append(f"named math calls: {sorted(set(c.strip() for c in calls))}")
+    n = len(_packed_arith(asm, dt))
+    if n < 5:
+        problems.append(f"only {n} packed ymm/zmm arithmetic instructions")
+    if dt == np.float32:
+        # float32 code must not be promoted to float64 anywhere.
+        n64 = len(_packed_arith(asm, np.float64)) + len(re.findall(r"\bv?cvt\w*ps2pd\b", asm))
+        if n64:
+            problems.append(f"{n64} float64 instructions in float32 code")
+    return problems
+
+
+def _asm(k, dt):
+    x = np.ones(16, dt)
+    k(x, np.empty_like(x))
+    sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
+    return k.inspect_asm(sig)
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("name", NAMES)
+def test_vectorized(name, dt):
+    problems = asm_problems(_asm(kernel(name, True), dt), dt)
+    assert not problems, f"{name}[{dt.__name__}]: " + "; ".join(problems)
+
+
+_LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
+               "tanh": math.tanh, "erfc": math.erfc}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vectorization_check_rejects_libm(name):
+    # The same loop calling libm (the former CPU lowering) must fail the check.
+    k = _make_kernel(_LIBM_FUNCS[name], parallel=True)
+    assert asm_problems(_asm(k, np.float32), np.float32)
