@@ -72,7 +72,7 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = cpu_elementwise.kernel(scalars, pass_name).get(arrays[0].size)
+            kernel = cpu_elementwise.kernel(scalars, pass_name, len(numeric)).get(arrays[0].size)
             kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()

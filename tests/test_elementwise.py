@@ -301,14 +301,18 @@ def test_errors():
 # ------------------------------------------------------------ vectorization
 
 def _kernel_asm(name, choice, dtype):
+    """Assembly of the parallel forward_backward kernel, compiled afresh (Numba
+    shows no assembly for kernels loaded from its disk cache)."""
+    import numba
     from fastact.cpu import elementwise as cpu_elementwise
+    from fastact.cpu.jit import JIT_OPTIONS, inline_scalar
     spec = fa.REGISTRY[name]
-    scalars = spec.scalars_for(choice)
-    pair = cpu_elementwise.kernel(scalars, "forward_backward")
-    n = 1 << 16
-    x = np.linspace(-3, 3, n).astype(dtype)
     params = default_params(spec)
-    kernel = pair.parallel
+    template, which, _, _ = cpu_elementwise.PASSES["forward_backward"]
+    options = {**JIT_OPTIONS, "cache": False}
+    kernel = numba.njit(parallel=True, **options)(
+        template(inline_scalar(getattr(spec.scalars_for(choice), which), len(params))))
+    x = np.linspace(-3, 3, 1 << 10).astype(dtype)
     kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))
     return "\n".join(kernel.inspect_asm().values())
 

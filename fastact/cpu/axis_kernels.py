@@ -8,7 +8,7 @@ both the parallel split and the inner loops' vectorization whatever the shape.
 import numpy as np
 from numba import prange
 
-from .jit import KernelPair
+from .jit import KernelPair, inline_scalar
 
 BLOCK = 4096
 
@@ -24,7 +24,7 @@ def gated_forward_kernel(g):
         for t in prange(outer * kb):
             o, k0 = t // kb, (t % kb) * BLOCK
             for i in range(k0, min(k, k0 + BLOCK)):
-                gv, _ = g(x[o, act, i], *p)
+                gv, _ = g(x[o, act, i], p)
                 y[o, i] = x[o, 1 - act, i] * gv
     return gated_forward
 
@@ -36,7 +36,7 @@ def gated_backward_kernel(g):
         for t in prange(outer * kb):
             o, k0 = t // kb, (t % kb) * BLOCK
             for i in range(k0, min(k, k0 + BLOCK)):
-                gv, dg = g(x[o, act, i], *p)
+                gv, dg = g(x[o, act, i], p)
                 u = x[o, 1 - act, i]
                 d = dy[o, i]
                 if write_y:
@@ -49,11 +49,11 @@ def gated_backward_kernel(g):
 _GATED: dict = {}
 
 
-def gated_kernel(scalars, backward: bool) -> KernelPair:
+def gated_kernel(scalars, backward: bool, nparams: int) -> KernelPair:
     key = (id(scalars), backward)
     if key not in _GATED:
         make = gated_backward_kernel if backward else gated_forward_kernel
-        _GATED[key] = KernelPair(make(scalars.value_and_derivative))
+        _GATED[key] = KernelPair(make(inline_scalar(scalars.value_and_derivative, nparams)))
     return _GATED[key]
 
 

@@ -6,6 +6,7 @@ import pathlib
 import types
 
 from numba import njit
+from numba.extending import register_jitable
 
 # No nnan/ninf (they would break NaN/inf semantics), no reassoc (it would
 # undo the Cody-Waite splitting inside the polynomial exp/log) and no arcp
@@ -75,3 +76,31 @@ class KernelPair:
     @property
     def serial(self):
         return self.get(0)
+
+
+_ADAPTERS: dict = {}
+
+
+def inline_scalar(f, nparams: int, ninputs: int = 1):
+    """g(x0, ..., p) = f(x0, ..., *p) for a parameter tuple p of length nparams, inlined.
+
+    Numba inlines the scalar into the kernel at IR level (inline="always"), so
+    that LLVM sees one loop body it can vectorize however large the scalar is
+    (gelu with its erfc, the log1p of a cross-entropy); Numba cannot inline a
+    call written f(x, *p), hence the fixed-arity adapter.  The scalar itself is
+    left as it is for the CUDA target and for plain calls.
+    """
+    key = (f, nparams, ninputs)
+    if key in _ADAPTERS:
+        return _ADAPTERS[key]
+    fi = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                            f.__closure__)
+    fi.__qualname__ = f.__qualname__ + "_inline"
+    fi = register_jitable(inline="always")(fi)
+    xs = ", ".join(f"x{k}" for k in range(ninputs))
+    ps = "".join(f", p[{k}]" for k in range(nparams))
+    namespace = {"fi": fi}
+    exec(f"def {f.__name__}_adapter({xs}, p):\n    return fi({xs}{ps})\n", namespace)
+    g = register_jitable(inline="always")(namespace[f"{f.__name__}_adapter"])
+    _ADAPTERS[key] = g
+    return g

@@ -1,0 +1,274 @@
+"""CPU kernel templates of the losses (Numba, serial/parallel pairs).
+
+Elementwise losses (``elementwise_kernel``): one pass over blocks of BLOCK
+elements; each element's loss term and gradient come from one scalar call,
+the gradient (times the reduction's scale) is written at once, the loss terms
+go to a float64 block buffer that a reassociating helper sums (so the sum
+vectorizes while the elementwise code keeps strict float semantics), one
+partial sum per block.  With reduction "none" the terms are written out
+instead.  Every write is at the index just read, so the gradient may alias
+the prediction.
+
+Row-wise losses (softmax family, nll): rows of a 2-D C-contiguous array, a
+chunk of rows per parallel task; each row is read from memory once, and the
+further sweeps (sum of exp, gradient) run on the row in cache.  Row losses are
+float64 values in ``rl``; the gradient row may alias the logits row (the
+values still needed are read before the row is overwritten).
+"""
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable as jitable
+from numba.extending import register_jitable
+
+inline = register_jitable(inline="always")
+
+from ..cpu.jit import JIT_OPTIONS, KernelPair, inline_scalar
+from ..cpu.reduce import dot64, scaled_max, sum64
+from ..mathlib import exp, log, tanh
+
+BLOCK = 4096
+
+# ------------------------------------------------------------ elementwise
+
+
+def _element(fd, n_aux, weighted, nparams):
+    """elem(p, t, a, w, i, prm) -> (loss, grad) for element i, aux array and weights.
+
+    The scalar is inlined (``inline_scalar``) so that the loop vectorizes."""
+    f = inline_scalar(fd, nparams, 2 + n_aux)
+    if n_aux == 0 and not weighted:
+        @inline
+        def elem(p, t, a, w, i, prm):
+            return f(p[i], t[i], prm)
+    elif n_aux == 0:
+        @inline
+        def elem(p, t, a, w, i, prm):
+            v, d = f(p[i], t[i], prm)
+            return v * w[i], d * w[i]
+    elif not weighted:
+        @inline
+        def elem(p, t, a, w, i, prm):
+            return f(p[i], t[i], a[i], prm)
+    else:
+        @inline
+        def elem(p, t, a, w, i, prm):
+            v, d = f(p[i], t[i], a[i], prm)
+            return v * w[i], d * w[i]
+    return elem
+
+
+def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
+                         nparams=0):
+    """Loop over flat arrays: p, t (same size), a (aux, e.g. pos_weight), w (weights).
+
+    mode "reduce": partial[b] = float64 sum of the terms of block b;
+    mode "none": l[i] = term;  mode "skip": no loss.  want_grad: g[i] = grad * scale.
+    The flags are compile-time constants (each variant is compiled on first use:
+    one variant compiles several times faster than a kernel holding them all).
+    Unused arrays may be empty.
+    """
+    elem = _element(fd, n_aux, weighted, nparams)
+    reduce_ = mode == "reduce"
+    write_l = mode == "none"
+
+    def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
+        n = p.size
+        nb = (n + BLOCK - 1) // BLOCK
+        for b in prange(nb):
+            lo = b * BLOCK
+            hi = min(lo + BLOCK, n)
+            if reduce_:
+                buf = np.empty(hi - lo, np.float64)
+                for i in range(lo, hi):
+                    v, d = elem(p, t, a, w, i, prm)
+                    buf[i - lo] = v
+                    if want_grad:
+                        g[i] = d * scale
+                partial[b] = sum64(buf)
+            else:
+                for i in range(lo, hi):
+                    v, d = elem(p, t, a, w, i, prm)
+                    if write_l:
+                        l[i] = v
+                    if want_grad:
+                        g[i] = d * scale
+    return loss_kernel
+
+
+_ELEMENTWISE: dict = {}
+
+
+def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams) -> KernelPair:
+    key = (id(fd), n_aux, weighted, want_grad, mode, nparams)
+    pair = _ELEMENTWISE.get(key)
+    if pair is None:
+        pair = _ELEMENTWISE[key] = KernelPair(
+            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams))
+    return pair
+
+
+# ------------------------------------------------------------ row-wise
+
+@jitable
+def _chunks(rows, nchunks):
+    return max(1, min(rows, nchunks))
+
+
+@jitable
+def _sparse_row(x, yi, g, tmp, w, w64, weighted, scale, eps, zl, cap, wtot, ign):
+    """One row of sparse softmax cross-entropy; g is written (may be x itself).
+
+    Returns the row loss (float64).  cap > 0: softcap; tmp holds tanh(x / cap).
+    """
+    dt = x.dtype.type
+    n = x.size
+    if yi == ign:
+        for j in range(n):
+            g[j] = dt(0.0)
+        return 0.0
+    wy = w64[yi] if weighted else 1.0
+    sx = 0.0
+    if cap > 0.0:
+        capt = dt(cap)
+        inv = dt(1.0 / cap)
+        for j in range(n):
+            tmp[j] = tanh(x[j] * inv)
+        m = capt * scaled_max(tmp, dt(1.0))
+        if eps > 0.0:
+            sx = cap * (dot64(tmp, w) if weighted else sum64(tmp))
+        xy = cap * np.float64(tmp[yi])
+        for j in range(n):
+            g[j] = exp(capt * tmp[j] - m)
+    else:
+        m = scaled_max(x, dt(1.0))
+        if eps > 0.0:
+            sx = dot64(x, w) if weighted else sum64(x)
+        xy = np.float64(x[yi])
+        for j in range(n):
+            g[j] = exp(x[j] - m)
+    s = sum64(g)
+    lse = np.float64(m) + log(s)
+    loss = (1.0 - eps) * wy * (lse - xy) + (eps / n) * (wtot * lse - sx) + zl * lse * lse
+    # gradient: e_j A - B w_j - D [j = y], times 1 - tanh^2 under softcap
+    a64 = scale * ((1.0 - eps) * wy + eps * wtot / n + 2.0 * zl * lse) / s
+    b64 = scale * eps / n
+    d64 = scale * (1.0 - eps) * wy
+    ey = np.float64(g[yi])
+    gy = ey * a64 - d64 - b64 * (w64[yi] if weighted else 1.0)
+    A, B = dt(a64), dt(b64)
+    if cap > 0.0:
+        one = dt(1.0)
+        if eps > 0.0 and weighted:
+            for j in range(n):
+                g[j] = (g[j] * A - B * w[j]) * ((one - tmp[j]) * (one + tmp[j]))
+        else:
+            for j in range(n):
+                g[j] = (g[j] * A - B) * ((one - tmp[j]) * (one + tmp[j]))
+        ty = np.float64(tmp[yi])
+        g[yi] = dt(gy * ((1.0 - ty) * (1.0 + ty)))
+    else:
+        if eps > 0.0 and weighted:
+            for j in range(n):
+                g[j] = g[j] * A - B * w[j]
+        else:
+            for j in range(n):
+                g[j] = g[j] * A - B
+        g[yi] = dt(gy)
+    return loss
+
+
+def _sparse_template(want_grad):
+    def sparse_ce(x, y, w, w64, weighted, g, rl, scale, eps, zl, cap, wtot, ign, nchunks):
+        rows, n = x.shape
+        nc = _chunks(rows, nchunks)
+        for c in prange(nc):
+            tmp = np.empty(n, x.dtype)
+            buf = np.empty(n if not want_grad else 0, x.dtype)
+            for r in range(c * rows // nc, (c + 1) * rows // nc):
+                gr = g[r] if want_grad else buf
+                rl[r] = _sparse_row(x[r], y[r], gr, tmp, w, w64, weighted, scale, eps, zl,
+                                    cap, wtot, ign)
+    return sparse_ce
+
+
+SPARSE_CE = {True: KernelPair(_sparse_template(True)),
+             False: KernelPair(_sparse_template(False))}
+
+
+@jitable
+def _dense_row(x, t, g, scale, eps):
+    dt = x.dtype.type
+    n = x.size
+    m = scaled_max(x, dt(1.0))
+    st = sum64(t)
+    stx = dot64(t, x)
+    sx = sum64(x) if eps > 0.0 else 0.0
+    for j in range(n):
+        g[j] = exp(x[j] - m)
+    s = sum64(g)
+    lse = np.float64(m) + log(s)
+    tsum = (1.0 - eps) * st + eps
+    loss = lse * tsum - ((1.0 - eps) * stx + (eps / n) * sx)
+    A = dt(scale * tsum / s)
+    B1 = dt(scale * (1.0 - eps))
+    B0 = dt(scale * eps / n)
+    for j in range(n):
+        g[j] = g[j] * A - (B1 * t[j] + B0)
+    return loss
+
+
+def _dense_template(want_grad):
+    def dense_ce(x, t, g, rl, scale, eps, nchunks):
+        rows, n = x.shape
+        nc = _chunks(rows, nchunks)
+        for c in prange(nc):
+            buf = np.empty(n if not want_grad else 0, x.dtype)
+            for r in range(c * rows // nc, (c + 1) * rows // nc):
+                gr = g[r] if want_grad else buf
+                rl[r] = _dense_row(x[r], t[r], gr, scale, eps)
+    return dense_ce
+
+
+DENSE_CE = {True: KernelPair(_dense_template(True)),
+            False: KernelPair(_dense_template(False))}
+
+
+def _nll(x, y, w64, weighted, g, rl, scale, ign, want_grad, nchunks):
+    rows, n = x.shape
+    nc = _chunks(rows, nchunks)
+    for c in prange(nc):
+        for r in range(c * rows // nc, (c + 1) * rows // nc):
+            yi = y[r]
+            if yi == ign:
+                rl[r] = 0.0
+                if want_grad:
+                    for j in range(n):
+                        g[r, j] = x.dtype.type(0.0)
+                continue
+            wy = w64[yi] if weighted else 1.0
+            rl[r] = -wy * np.float64(x[r, yi])
+            if want_grad:
+                for j in range(n):
+                    g[r, j] = x.dtype.type(0.0)
+                g[r, yi] = x.dtype.type(-wy * scale)
+
+
+NLL = KernelPair(_nll)
+
+
+# ------------------------------------------------------------ label checks
+
+@njit(**JIT_OPTIONS)
+def check_labels(y, n_classes, ign, w64, weighted):
+    """(first bad row or -1, number of non-ignored rows, sum of w[y] over them)."""
+    count = 0
+    wsum = 0.0
+    for r in range(y.size):
+        v = y[r]
+        if v == ign:
+            continue
+        if v < 0 or v >= n_classes:
+            return r, count, wsum
+        count += 1
+        wsum += w64[v] if weighted else 1.0
+    return -1, count, wsum

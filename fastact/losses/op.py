@@ -1,0 +1,384 @@
+"""The public loss object and the argument handling shared by every backend.
+
+``bind_options(spec, kwargs)`` checks the keywords of a loss (pure Python, no
+array data: a CUDA lowering can reuse it), ``prepare_call(spec, pass_name,
+pred, target, opts)`` turns host inputs into kernel-ready arrays and validates
+them (shapes, dtypes, labels, BCE ranges) before any kernel runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import api, dispatch
+from ..dispatch import Outputs, dtypes_for, resolve_backend, to_host_array
+from . import kernels
+
+REDUCTIONS = ("mean", "sum", "none")
+NCHUNKS = 64
+
+
+# ------------------------------------------------------------ options
+
+def bind_options(spec, kwargs: dict) -> dict:
+    """All options of a call (defaults filled in), checked; no array data is read.
+
+    Raises TypeError for unknown keywords or wrong types, ValueError for bad values.
+    """
+    params = {p.name: p for p in spec.params}
+    unknown = set(kwargs) - set(params)
+    if unknown:
+        raise TypeError(f"{spec.name}() got unexpected keyword argument(s) {sorted(unknown)}; "
+                        f"accepted: {sorted(params)}")
+    opts = {}
+    for name, p in params.items():
+        v = kwargs.get(name, p.default)
+        if p.choices is not None:
+            if not any(v is c or (type(v) is type(c) and v == c) for c in p.choices):
+                raise ValueError(f"{spec.name}: {name}={v!r} is not one of {p.choices}")
+        elif name in ("weight", "pos_weight"):
+            pass
+        elif name in ("axis", "ignore_index"):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{spec.name}: {name} must be an integer, got {v!r}")
+            v = int(v)
+        elif name == "softcap" and v is None:
+            pass
+        else:
+            if isinstance(v, (bool, np.bool_, str)) or v is None:
+                raise TypeError(f"{spec.name}: {name} must be a real number, got {v!r}")
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"{spec.name}: {name} must be a real number, got {v!r}") from None
+        opts[name] = v
+    check = spec.extra.get("check")
+    if check is not None:
+        check(spec.name, opts)
+    return opts
+
+
+def _float_array(x, role, compute=None):
+    a, c = to_host_array(x, role)
+    cd, rd = dtypes_for(a.dtype)   # TypeError for complex / object / strings
+    return a, c, cd, rd
+
+
+class LossCall:
+    """Kernel-ready arrays and scalars of one call (host backends)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def prepare_call(spec, pass_name, pred, target, opts) -> LossCall:
+    """Convert and validate the inputs of a host call (cpu / numpy backends)."""
+    family = spec.extra["family"]
+    name = f"{spec.name}.{pass_name}"
+    a, container, compute, result = _float_array(pred, "prediction")
+    if family in ("sparse", "nll"):
+        return _prepare_labels(spec, name, a, container, compute, result, target, opts)
+    b, _, _, _ = _float_array(target, "target")
+    if b.shape != a.shape:
+        raise ValueError(f"{name}: target has shape {b.shape}, expected {a.shape} "
+                         "(the shape of the prediction)")
+    if family == "dense":
+        return _prepare_dense(spec, name, a, b, container, compute, result, opts)
+    p = np.ascontiguousarray(a, dtype=compute)
+    t = np.ascontiguousarray(b, dtype=compute)
+    extra_arrays = {}
+    for key in ("weight", "pos_weight"):
+        v = opts.get(key)
+        if v is None:
+            continue
+        wa, _, _, _ = _float_array(v, key)
+        try:
+            wb = np.broadcast_to(wa, a.shape)
+        except ValueError:
+            raise ValueError(f"{name}: {key} of shape {wa.shape} does not broadcast to "
+                             f"the prediction's shape {a.shape}") from None
+        extra_arrays[key] = np.ascontiguousarray(wb, dtype=compute)
+    validate = spec.extra.get("validate")
+    if validate is not None:
+        validate(name, p, t)
+    n = p.size
+    reduction = opts["reduction"]
+    if reduction == "mean":
+        divisor = float(n)
+    elif reduction == "batchmean":
+        divisor = float(a.shape[0]) if a.ndim else 1.0
+    else:
+        divisor = 1.0
+    return LossCall(family=family, name=name, pred=p, target=t, arrays=extra_arrays,
+                    shape=a.shape, compute=compute, result=result, container=container,
+                    originals=(a, b), reduction=reduction, divisor=divisor, opts=opts,
+                    moved_axis=None)
+
+
+def _class_axis(spec, name, a, opts):
+    if a.ndim == 0:
+        raise ValueError(f"{name}: the prediction needs a class axis (got a 0-d array)")
+    return api.normalize_axis(opts.get("axis", -1), a.ndim, name)
+
+
+def _moved(a, ax, compute):
+    if ax != a.ndim - 1:
+        a = np.moveaxis(a, ax, -1)
+    return np.ascontiguousarray(a, dtype=compute)
+
+
+def _prepare_labels(spec, name, a, container, compute, result, target, opts):
+    ax = _class_axis(spec, name, a, opts)
+    lab, _ = to_host_array(target, "labels")
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels must be integers (class indices), got dtype "
+                        f"{lab.dtype}" + ("; for probability targets use "
+                                          "softmax_cross_entropy" if lab.dtype.kind == "f"
+                                          else ""))
+    x = _moved(a, ax, compute)
+    if lab.shape != x.shape[:-1]:
+        raise ValueError(f"{name}: labels have shape {lab.shape}, expected {x.shape[:-1]} "
+                         f"(the prediction's shape {a.shape} without the class axis {ax})")
+    n_classes = x.shape[-1]
+    y = np.ascontiguousarray(lab.reshape(-1), dtype=np.int64)
+    if lab.dtype.kind == "u" and lab.size and lab.max() > np.iinfo(np.int64).max:
+        bad = int(np.argmax(lab.reshape(-1) > np.iinfo(np.int64).max))
+        raise ValueError(f"{name}: label {lab.reshape(-1)[bad]} at row {bad} is outside "
+                         f"[0, {n_classes})")
+    w = opts.get("weight")
+    weighted = w is not None
+    if weighted:
+        wa, _, _, _ = _float_array(w, "weight")
+        if wa.shape != (n_classes,):
+            raise ValueError(f"{name}: weight has shape {wa.shape}, expected ({n_classes},) "
+                             "(one per class)")
+        w64 = np.ascontiguousarray(wa, dtype=np.float64)
+        wc = np.ascontiguousarray(wa, dtype=compute)
+    else:
+        w64 = np.ones(1, np.float64)
+        wc = np.ones(1, compute)
+    ign = opts["ignore_index"]
+    bad, count, wsum = kernels.check_labels(y, n_classes, ign, w64, weighted)
+    if bad >= 0:
+        idx = np.unravel_index(bad, lab.shape) if lab.ndim > 1 else bad
+        raise ValueError(f"{name}: label {y[bad]} at row {bad}"
+                         + (f" (index {tuple(int(i) for i in idx)})" if lab.ndim > 1 else "")
+                         + f" is outside [0, {n_classes}) and is not ignore_index={ign}")
+    reduction = opts["reduction"]
+    divisor = (wsum if weighted else float(count)) if reduction == "mean" else 1.0
+    return LossCall(family=spec.extra["family"], name=name, pred=x, target=y, shape=a.shape,
+                    compute=compute, result=result, container=container, originals=(a, lab),
+                    reduction=reduction, divisor=divisor, opts=opts, axis=ax,
+                    moved_axis=ax if ax != a.ndim - 1 else None, weighted=weighted,
+                    w=wc, w64=w64, n_classes=n_classes, label_shape=lab.shape,
+                    count=count, arrays={})
+
+
+def _prepare_dense(spec, name, a, b, container, compute, result, opts):
+    ax = _class_axis(spec, name, a, opts)
+    x = _moved(a, ax, compute)
+    t = _moved(b, ax, compute)
+    rows = x.size // x.shape[-1] if x.shape[-1] else int(np.prod(x.shape[:-1]))
+    reduction = opts["reduction"]
+    divisor = float(rows) if reduction == "mean" else 1.0
+    return LossCall(family="dense", name=name, pred=x, target=t, shape=a.shape,
+                    compute=compute, result=result, container=container, originals=(a, b),
+                    reduction=reduction, divisor=divisor, opts=opts, axis=ax,
+                    moved_axis=ax if ax != a.ndim - 1 else None, label_shape=x.shape[:-1],
+                    arrays={})
+
+
+# ------------------------------------------------------------ running
+
+def _grad_outputs(call, out):
+    """(kernel gradient array, finish() -> user gradient)."""
+    if call.moved_axis is None:
+        inputs = [call.pred, call.target, *call.arrays.values()]
+        # the dense kernel overwrites its gradient row before its last read of the
+        # target row: only the logits may be the gradient buffer
+        alias_ok = True
+        if call.family == "dense" and out is not None:
+            o = dispatch.split_out(out, 1, call.name)[0]
+            if isinstance(o, np.ndarray) or hasattr(o, "detach"):
+                oa = dispatch._out_array(o, f"{call.name}: out")
+                alias_ok = not any(np.may_share_memory(oa, t)
+                                   for t in (call.target, call.originals[1]))
+        outs = Outputs([call.shape], call.compute, call.result, call.container, out,
+                       inputs, call.name, originals=call.originals, alias_ok=alias_ok)
+        return outs.arrays[0], outs.finish
+    g = np.empty(call.pred.shape, call.compute)
+
+    def finish():
+        back = np.moveaxis(g, -1, call.moved_axis)
+        if out is None:
+            return call.container.wrap(np.ascontiguousarray(back, dtype=call.result))
+        o = dispatch.split_out(out, 1, call.name)[0]
+        oa = dispatch._out_array(o, f"{call.name}: out")
+        if oa.shape != tuple(call.shape):
+            raise ValueError(f"{call.name}: out has shape {oa.shape}, expected {call.shape}")
+        if oa.dtype != call.result:
+            raise TypeError(f"{call.name}: out has dtype {oa.dtype}, expected {call.result}")
+        if not oa.flags.writeable:
+            raise ValueError(f"{call.name}: out is read-only")
+        np.copyto(oa, back, casting="unsafe")
+        return o
+    return g, finish
+
+
+def _finish_loss(call, total=None, per=None):
+    if call.reduction == "none":
+        v = np.asarray(per).astype(call.result, copy=False)
+        return call.container.wrap(np.ascontiguousarray(v))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if call.reduction in ("mean", "batchmean"):
+            total = np.float64(total) / np.float64(call.divisor)
+    return call.container.wrap(np.array(total, dtype=call.result))
+
+
+def _scale(call):
+    if call.reduction in ("mean", "batchmean"):
+        with np.errstate(divide="ignore"):
+            return float(np.float64(1.0) / np.float64(call.divisor))
+    return 1.0
+
+
+def run_host(spec, pass_name, call, backend, out):
+    want_grad = pass_name == "value_and_grad"
+    if want_grad:
+        g, finish_grad = _grad_outputs(call, out)
+    else:
+        if out is not None:
+            raise TypeError(f"{call.name}: out= is the gradient buffer; the forward pass "
+                            "takes none")
+        g, finish_grad = None, None
+    if backend == "numpy":
+        with np.errstate(all="ignore"):
+            loss, grad = spec.numpy(call, want_grad)
+        if want_grad:
+            np.copyto(g, grad, casting="unsafe")
+        if call.reduction == "none":
+            res = _finish_loss(call, per=np.asarray(loss).reshape(_loss_shape(call)))
+        else:
+            # the baseline returns the reduced value already
+            res = call.container.wrap(np.array(loss, dtype=call.result))
+    else:
+        res = _run_cpu(spec, call, want_grad, g)
+    return (res, finish_grad()) if want_grad else res
+
+
+def _loss_shape(call):
+    if call.family in ("sparse", "nll", "dense"):
+        return call.label_shape
+    return call.shape
+
+
+def _run_cpu(spec, call, want_grad, g):
+    fam = call.family
+    scale = _scale(call)
+    dt = call.compute.type
+    if fam == "elementwise":
+        p, t = call.pred.reshape(-1), call.target.reshape(-1)
+        n = p.size
+        red = call.reduction
+        if spec.name == "rmse" and red != "none":
+            return _run_rmse(call, want_grad, g, p, t)
+        fd, prm = spec.extra["scalar"](call.opts, red)
+        aux = call.arrays.get("pos_weight")
+        w = call.arrays.get("weight")
+        n_aux = 0 if aux is None else 1
+        weighted = w is not None
+        mode = "none" if red == "none" else "reduce"
+        kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm)).get(n)
+        empty = np.empty(0, call.compute)
+        nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
+        partial = np.empty(nb if mode == "reduce" else 0, np.float64)
+        l = np.empty(n, call.compute) if mode == "none" else empty
+        gf = g.reshape(-1) if want_grad else empty
+        kern(p, t, empty if aux is None else aux.reshape(-1),
+             empty if w is None else w.reshape(-1), gf, l, partial, dt(scale),
+             tuple(dt(v) for v in prm))
+        if mode == "none":
+            return _finish_loss(call, per=l.reshape(call.shape))
+        return _finish_loss(call, total=partial.sum())
+    x = call.pred
+    n_classes = x.shape[-1]
+    rows = int(np.prod(x.shape[:-1]))
+    x2 = x.reshape(rows, n_classes)
+    rl = np.zeros(rows, np.float64)
+    g2 = g.reshape(rows, n_classes) if want_grad else np.empty((0, n_classes), call.compute)
+    if rows and n_classes:
+        size = x.size
+        o = call.opts
+        if fam == "sparse":
+            cap = o["softcap"]
+            wtot = float(call.w64.sum()) if call.weighted else float(n_classes)
+            kernels.SPARSE_CE[want_grad].get(size)(
+                x2, call.target, call.w, call.w64, call.weighted, g2, rl, scale,
+                o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), wtot,
+                o["ignore_index"], NCHUNKS)
+        elif fam == "dense":
+            t2 = call.target.reshape(rows, n_classes)
+            kernels.DENSE_CE[want_grad].get(size)(x2, t2, g2, rl, scale,
+                                                  o["label_smoothing"], NCHUNKS)
+        else:
+            kernels.NLL.get(size)(x2, call.target, call.w64, call.weighted, g2, rl, scale,
+                                  o["ignore_index"], want_grad, NCHUNKS)
+    if call.reduction == "none":
+        return _finish_loss(call, per=rl.reshape(call.label_shape))
+    return _finish_loss(call, total=rl.sum())
+
+
+def _run_rmse(call, want_grad, g, p, t):
+    from .scalars import mse_lg, rmse_grad_lg
+    n = p.size
+    dt = call.compute.type
+    empty = np.empty(0, call.compute)
+    nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
+    partial = np.empty(nb, np.float64)
+    kernels.elementwise_kernel(mse_lg, 0, False, False, "reduce", 0).get(n)(
+        p, t, empty, empty, empty, empty, partial, dt(1.0), ())
+    ss = partial.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.sqrt(ss / n) if call.reduction == "mean" else np.sqrt(ss)
+        # d rmse / d p_i = z_i / (n rmse)  (mean)  or  z_i / rmse  (sum); 0 where rmse is 0
+        c = 0.0 if value == 0 else 1.0 / (value * (n if call.reduction == "mean" else 1.0))
+    if want_grad:
+        kernels.elementwise_kernel(rmse_grad_lg, 0, False, True, "skip", 0).get(n)(
+            p, t, empty, empty, g.reshape(-1), empty, partial, dt(c), ())
+    return call.container.wrap(np.array(value, dtype=call.result))
+
+
+# ------------------------------------------------------------ the public object
+
+class LossOp(api.Op):
+    """A loss with its gradient fused in one pass.
+
+    ``op(pred, target, reduction=..., **options)``: the loss.
+    ``op.value_and_grad(pred, target, reduction=..., **options, out=None, backend=None)``:
+    (loss, d loss / d pred).  ``out=`` receives the gradient and may be the
+    prediction array itself (the gradient then overwrites the predictions).
+    The loss is a 0-d array (same container as pred) for "mean"/"sum", per
+    sample for "none"; with "none" the gradient is that of the sum of the
+    per-sample losses.
+    """
+
+    def __call__(self, pred, target, *, backend=None, **options):
+        return self._run("forward", pred, target, None, backend, options)
+
+    def value_and_grad(self, pred, target, *, out=None, backend=None, **options):
+        return self._run("value_and_grad", pred, target, out, backend, options)
+
+    def _run(self, pass_name, pred, target, out, backend, options):
+        opts = bind_options(self.spec, options)
+        arrays = [pred, target, opts.get("weight"), opts.get("pos_weight")]
+        b = resolve_backend(backend, *arrays)
+        if b == "cuda":
+            from .. import cuda
+            kwargs = dict(options)
+            if out is not None:
+                kwargs["out"] = out
+            return cuda.run_loss(self.spec, pass_name, (pred, target), kwargs)
+        call = prepare_call(self.spec, pass_name, pred, target, opts)
+        return run_host(self.spec, pass_name, call, b, out)
+
+
+api.OP_CLASSES["loss"] = LossOp

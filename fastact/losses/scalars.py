@@ -1,0 +1,225 @@
+"""Scalar definitions of the elementwise losses: one function per loss.
+
+Each ``*_lg(p, t, *params)`` returns (loss term, d loss term / d p) for one
+element, in the type of ``p`` (every constant goes through ``lit``).  The
+kernel templates in ``fastact.losses.kernels`` build the loops from these;
+the CUDA lowering can build its loops from the same functions.
+"""
+import math
+
+import numpy as np
+from numba.extending import register_jitable as jitable
+
+from ..mathlib import exp, expm1, lit, log, log1p, tanh
+
+LOG2 = math.log(2.0)
+
+
+@jitable
+def sign0(z):
+    """sign(z) with sign(0) = 0 and sign(NaN) = 0 (PyTorch's sgn in l1 backward)."""
+    one = lit(z, 1.0)
+    return one if z > lit(z, 0.0) else (-one if z < lit(z, 0.0) else lit(z, 0.0))
+
+
+@jitable
+def sigmoid_pair(x):
+    """(sigmoid x, sigmoid(-x)), both to full relative accuracy, exact at +-inf."""
+    one = lit(x, 1.0)
+    e = exp(-abs(x))
+    r = one / (one + e)
+    small = e * r
+    if x >= lit(x, 0.0):
+        return r, small
+    return small, r
+
+
+@jitable
+def softplus_pair(x):
+    """(softplus x, softplus(-x)) = (log1p(e^x), log1p(e^-x)), stable for every x."""
+    zero = lit(x, 0.0)
+    l = log1p(exp(-abs(x)))
+    return (x if x > zero else zero) + l, (-x if x < zero else zero) + l
+
+
+# ------------------------------------------------------------ regression
+
+@jitable
+def mse_lg(p, t):
+    z = p - t
+    return z * z, lit(p, 2.0) * z
+
+
+@jitable
+def rmse_grad_lg(p, t):
+    """(z**2, z): the second pass of rmse scales z by 1 / (n * rmse)."""
+    z = p - t
+    return z * z, z
+
+
+@jitable
+def mae_lg(p, t):
+    z = p - t
+    return abs(z), sign0(z)
+
+
+@jitable
+def huber_lg(p, t, delta):
+    half = lit(p, 0.5)
+    z = p - t
+    a = abs(z)
+    if a <= delta:
+        return half * z * z, z
+    if a > delta:
+        return delta * (a - half * delta), delta * sign0(z)
+    return z, z   # NaN
+
+
+@jitable
+def smooth_l1_lg(p, t, beta):
+    half = lit(p, 0.5)
+    z = p - t
+    a = abs(z)
+    if a < beta:
+        return half * z * z / beta, z / beta
+    if a >= beta:
+        return a - half * beta, sign0(z)
+    return z, z   # NaN
+
+
+@jitable
+def pseudo_huber_lg(p, t, delta):
+    one = lit(p, 1.0)
+    z = p - t
+    u = z / delta
+    u2 = u * u
+    if u2 == lit(p, np.inf):
+        a = abs(z)
+        return delta * a - delta * delta, delta * sign0(z)
+    r = math.sqrt(one + u2)
+    # delta**2 (r - 1) = delta**2 u**2 / (r + 1): no cancellation near 0
+    return delta * delta * u2 / (r + one), z / r
+
+
+@jitable
+def log_cosh_lg(p, t):
+    """log cosh z and tanh z from one expm1 and one log1p (m = expm1|z|).
+
+    |z| < 1: log cosh = log1p(m**2 / (2 (1 + m))), tanh|z| = q / (q + 2), q = m (m + 2);
+    else: with e = exp(-2|z|) = 1 / (1 + m)**2: |z| + log1p(e) - log 2, tanh|z| = (1 - e) / (1 + e).
+    """
+    one, two = lit(p, 1.0), lit(p, 2.0)
+    z = p - t
+    a = abs(z)
+    m = expm1(a)
+    m1 = one + m
+    e = one / (m1 * m1)
+    small = a < one
+    u = m * m / (two * m1) if small else e
+    l = log1p(u)
+    q = m * (m + two)
+    ta = q / (q + two) if small else (one - e) / (one + e)
+    v = l if small else a + l - lit(p, LOG2)
+    return v, (-ta if z < lit(p, 0.0) else ta)
+
+
+# ------------------------------------------------------------ binary classification
+
+@jitable
+def bce_lg(p, t):
+    one, zero = lit(p, 1.0), lit(p, 0.0)
+    lo = lit(p, -100.0)
+    lp = log(p)
+    l1p = log1p(-p)
+    lp = lp if lp > lo else (lo if lp <= lo else lp)   # clamp, NaN kept
+    l1p = l1p if l1p > lo else (lo if l1p <= lo else l1p)
+    v = (t - one) * l1p - t * lp
+    den = (one - p) * p
+    eps = lit(p, 1e-12)
+    den = den if den > eps else (eps if den <= eps else den)
+    return v, (p - t) / den
+
+
+@jitable
+def sigmoid_bce_pw_lg(x, t, pw):
+    """BCE with logits as (1 - t) softplus(x) + pw t softplus(-x): finite at x = +-inf."""
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    spx, spn = softplus_pair(x)
+    s, sn = sigmoid_pair(x)
+    omt = one - t
+    a = omt * spx if omt != zero else zero
+    pt = pw * t
+    b = pt * spn if pt != zero else zero
+    # d/dx: (1 - t) sigmoid(x) - pw t sigmoid(-x)  (= sigmoid(x)(1 + t(pw - 1)) - pw t)
+    return a + b, omt * s - pt * sn
+
+
+@jitable
+def sigmoid_bce_lg(x, t):
+    return sigmoid_bce_pw_lg(x, t, lit(x, 1.0))
+
+
+@jitable
+def _hinge_label(t):
+    return -lit(t, 1.0) if t == lit(t, 0.0) else t
+
+
+@jitable
+def hinge_lg(p, t):
+    y = _hinge_label(t)
+    m = lit(p, 1.0) - y * p
+    if m > lit(p, 0.0):
+        return m, -y
+    if m <= lit(p, 0.0):
+        return lit(p, 0.0), lit(p, 0.0)
+    return m, m   # NaN
+
+
+@jitable
+def squared_hinge_lg(p, t):
+    y = _hinge_label(t)
+    m = lit(p, 1.0) - y * p
+    if m > lit(p, 0.0):
+        return m * m, lit(p, -2.0) * y * m
+    if m <= lit(p, 0.0):
+        return lit(p, 0.0), lit(p, 0.0)
+    return m, m
+
+
+@jitable
+def focal_lg(x, t, alpha, gamma):
+    """torchvision's sigmoid_focal_loss term and its derivative."""
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    s, sn = sigmoid_pair(x)
+    ce, g_ce = sigmoid_bce_lg(x, t)
+    omt = one - t
+    q = s * omt + sn * t                       # 1 - p_t without cancellation
+    qg = q ** gamma if gamma != zero else one
+    # d q / dx = -s sn (2t - 1);  d q**gamma / dx = gamma q**(gamma-1) dq/dx (0 at q = 0)
+    if gamma != zero and q > zero:
+        dqg = -gamma * (qg / q) * s * sn * (t + t - one)
+    else:
+        dqg = zero
+    v = ce * qg
+    d = g_ce * qg + ce * dqg
+    if alpha >= zero:
+        at = alpha * t + (one - alpha) * omt
+        v = at * v
+        d = at * d
+    return v, d
+
+
+# ------------------------------------------------------------ kl divergence
+
+@jitable
+def kl_lg(x, t):
+    """xlogy(t, t) - t * x (PyTorch's form); d/dx = -t."""
+    zero = lit(x, 0.0)
+    xl = t * log(t) if t != zero else (t if t != t else zero)
+    return xl - t * x, -t
+
+
+@jitable
+def kl_log_target_lg(x, t):
+    e = exp(t)
+    return e * (t - x), -e
