@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MiB per bandwidth array (default: 2x the last-level cache, "
                         "64 to 256 MiB; 512 with --full)")
     b.add_argument("--no-out", dest="use_out", action="store_false",
-                   help="let every call allocate its outputs (default: fastact and NumPy "
-                        "write into preallocated out= buffers)")
+                   help="let fastact allocate its outputs too (default: fastact writes "
+                        "into preallocated out= buffers; the NumPy baseline always "
+                        "allocates, as NumPy code does)")
     b.add_argument("--json", metavar="FILE", help="write machine, versions and every "
                                                    "measurement as JSON")
     b.add_argument("--csv", metavar="FILE", help="write every measurement as CSV")

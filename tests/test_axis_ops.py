@@ -169,6 +169,16 @@ def test_maxout(shape, pieces, axis, rng):
     np.testing.assert_array_equal(dxb, dx)
 
 
+def test_maxout_outputs_may_alias_inputs(rng):
+    x = rng.standard_normal((3, 8))
+    dy = rng.standard_normal((3, 4))
+    y, dx = fa.maxout.forward_backward(x, dy, 2)
+    yc, dyc = np.empty_like(y), dy.copy()
+    fa.maxout.forward_backward(x, dyc, 2, out=(dyc, yc := np.empty_like(x)))
+    np.testing.assert_array_equal(dyc, y)
+    np.testing.assert_array_equal(yc, dx)
+
+
 def test_maxout_ties_nan_and_errors():
     x = np.array([[1.0, 1.0, np.nan, 2.0, 5.0, 5.0]])
     y, dx = fa.maxout.forward_backward(x, np.array([[10.0, 20.0, 30.0]]), 2)

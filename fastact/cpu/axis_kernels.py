@@ -125,10 +125,11 @@ def _maxout_backward(x, dy, y, dx, write_y):
                 if v > best or (v != v and best == best):
                     best = v
                     arg = q
+            d = dy[r, i]
             if write_y:
                 y[r, i] = best
             for q in range(pieces):
-                dx[r, q, i] = dy[r, i] if q == arg else 0
+                dx[r, q, i] = d if q == arg else 0
 
 
 def _argmax(x, out):

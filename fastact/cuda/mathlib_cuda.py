@@ -1,0 +1,65 @@
+"""CUDA lowerings of ``fastact.mathlib``: each name maps to libdevice.
+
+float32 arguments call the float32 libdevice function (``__nv_expf`` ...), so
+float32 kernels never widen to float64; float64 arguments call the float64
+one.  ``__nv_expf`` is already the fast hardware path (a range reduction in
+two FMAs, then one ``ex2.approx`` on the SFU) with <= 2 ulp error;
+``__nv_fast_expf`` (``__expf``) skips the range reduction and its error grows
+with |x| (about 2 + 1.2|x| ulp: 1e-5 relative at |x| = 80), beyond the 2e-6
+float32 bound of DESIGN.md, so it is not used for the public elementwise
+functions.  Kernels are compiled without ``fastmath=True`` because that sets
+LLVM ``nnan``/``ninf`` and flush-to-zero, which break the NaN/inf/denormal
+semantics.
+
+Under the CUDA simulator the plain Python bodies of ``fastact.mathlib`` run
+instead, and this module registers nothing.  ``mathlib.lit`` has a generic
+overload (``isinstance(x, types.Float)`` -> ``ty(value)``), which the CUDA
+target uses as is: ``tests/cuda_lowering.py`` compiles every kernel for the
+CUDA target (no GPU needed) and checks that float32 kernels hold no float64
+arithmetic.
+"""
+from numba import types
+from numba.cuda import libdevice
+from numba.extending import overload
+
+from .. import mathlib
+
+# mathlib name -> (float32 libdevice function, float64 libdevice function)
+_LIBDEVICE = {
+    "exp": (libdevice.expf, libdevice.exp),
+    "expm1": (libdevice.expm1f, libdevice.expm1),
+    "log": (libdevice.logf, libdevice.log),
+    "log1p": (libdevice.log1pf, libdevice.log1p),
+    "tanh": (libdevice.tanhf, libdevice.tanh),
+    "erfc": (libdevice.erfcf, libdevice.erfc),
+}
+
+_registered = False
+
+
+def _register(name, f32, f64):
+    @overload(getattr(mathlib, name), target="cuda", inline="always")
+    def _ov(x):
+        if x == types.float32:
+            def impl32(x):
+                return f32(x)
+            return impl32
+        if x == types.float64:
+            def impl64(x):
+                return f64(x)
+            return impl64
+        return None
+    return _ov
+
+
+def register():
+    """Register the overloads once (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    missing = set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE)
+    if missing:
+        raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
+    for name, (f32, f64) in _LIBDEVICE.items():
+        _register(name, f32, f64)
+    _registered = True
