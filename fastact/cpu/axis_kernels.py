@@ -8,6 +8,7 @@ both the parallel split and the inner loops' vectorization whatever the shape.
 import numpy as np
 from numba import prange
 
+from ..ops.axis_ops import best_of
 from .jit import KernelPair, inline_scalar
 
 BLOCK = 4096
@@ -99,32 +100,20 @@ PRELU_BACKWARD = KernelPair(_prelu_backward)
 
 
 # ------------------------------------------------------------ maxout and argmax
-# x: (rows, pieces, inner); the maximum over the middle axis, NaN counting as the
-# largest value and the first of equal maxima winning (torch.max / np.argmax).
+# x: (rows, pieces, inner); the maximum over the middle axis (ops.axis_ops.best_of).
 
 def _maxout_forward(x, y):
     rows, pieces, inner = x.shape
     for r in prange(rows):
         for i in range(inner):
-            best = x[r, 0, i]
-            for q in range(1, pieces):
-                v = x[r, q, i]
-                if v > best or (v != v and best == best):
-                    best = v
-            y[r, i] = best
+            y[r, i] = best_of(x, r, i, pieces)[0]
 
 
 def _maxout_backward(x, dy, y, dx, write_y):
     rows, pieces, inner = x.shape
     for r in prange(rows):
         for i in range(inner):
-            best = x[r, 0, i]
-            arg = 0
-            for q in range(1, pieces):
-                v = x[r, q, i]
-                if v > best or (v != v and best == best):
-                    best = v
-                    arg = q
+            best, arg = best_of(x, r, i, pieces)
             d = dy[r, i]
             if write_y:
                 y[r, i] = best
@@ -136,14 +125,7 @@ def _argmax(x, out):
     rows, n, inner = x.shape
     for r in prange(rows):
         for i in range(inner):
-            best = x[r, 0, i]
-            arg = 0
-            for q in range(1, n):
-                v = x[r, q, i]
-                if v > best or (v != v and best == best):
-                    best = v
-                    arg = q
-            out[r, i] = arg
+            out[r, i] = best_of(x, r, i, n)[1]
 
 
 MAXOUT_FORWARD = KernelPair(_maxout_forward)

@@ -10,7 +10,7 @@ from numba import cuda
 
 from .. import api, dispatch
 from . import core
-from .maxout import best_of
+from ..ops.axis_ops import best_of
 
 
 @cuda.jit

@@ -11,22 +11,10 @@ from numba import cuda
 
 from .. import api
 from ..mathlib import lit
+from ..ops.axis_ops import best_of
 from . import core
 
 _KERNELS: dict = {}
-
-
-@cuda.jit(device=True)
-def best_of(x, r, i, n):
-    """(max, first index of it) of x[r, :n, i], NaN winning (the first NaN)."""
-    best = x[r, 0, i]
-    arg = 0
-    for q in range(1, n):
-        v = x[r, q, i]
-        if v > best or (v != v and best == best):
-            best = v
-            arg = q
-    return best, arg
 
 
 def _forward(x, y):

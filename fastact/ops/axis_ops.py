@@ -6,6 +6,7 @@ geglu = gelu(a) * b.  ``extra["act"]`` is the half that goes through the
 activation.  Kernels are in ``fastact.cpu.axis_kernels``.
 """
 import numpy as np
+from numba.extending import register_jitable
 
 from ..registry import REGISTRY, OpSpec, Param, register
 
@@ -98,6 +99,20 @@ register(OpSpec(
 
 
 # ------------------------------------------------------------ maxout, argmax
+
+@register_jitable
+def best_of(x, r, i, n):
+    """(max, index of it) of x[r, :n, i]: NaN counts as the largest value and the
+    first of equal maxima wins (torch.max, np.argmax).  Shared by both targets."""
+    best = x[r, 0, i]
+    arg = 0
+    for q in range(1, n):
+        v = x[r, q, i]
+        if v > best or (v != v and best == best):
+            best = v
+            arg = q
+    return best, arg
+
 
 def maxout_example(pass_name, size, dtype, rng):
     """x of shape (rows, 1024), pieces=4; dy of the output's shape (rows, 256)."""
