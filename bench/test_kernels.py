@@ -8,7 +8,6 @@ fastact rows, the speedup over the NumPy baseline (run just before it).
 """
 import itertools
 
-import pytest
 
 from fastact.bench.peers import FastactTarget
 from fastact.bench.runner import rotation_hook

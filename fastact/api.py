@@ -155,8 +155,6 @@ class RowwiseOp(Op):
         return self._run("forward_backward", (x, dy), ("x", "dy"), axis, out, backend)
 
     def _run(self, pass_name, inputs, roles, axis, out, backend):
-        from .cpu import rowwise as cpu_rowwise
-        from .ops.rowwise import numpy_rowwise
         name = f"{self.spec.name}.{pass_name}"
         b = resolve_backend(backend, *inputs)
         if b == "cuda":

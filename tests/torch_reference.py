@@ -3,7 +3,6 @@
 Each entry maps an op name (and choice) to a function of a float tensor and the
 op's keyword parameters.  Ops PyTorch lacks are absent.
 """
-import math
 
 try:
     import torch

@@ -20,7 +20,6 @@ Two modes:
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import cuda

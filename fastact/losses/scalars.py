@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba.extending import register_jitable as jitable
 
-from ..mathlib import exp, expm1, lit, log, log1p, tanh
+from ..mathlib import exp, expm1, lit, log, log1p
 
 LOG2 = math.log(2.0)
 
@@ -127,7 +127,7 @@ def log_cosh_lg(p, t):
 
 @jitable
 def bce_lg(p, t):
-    one, zero = lit(p, 1.0), lit(p, 0.0)
+    one = lit(p, 1.0)
     lo = lit(p, -100.0)
     lp = log(p)
     l1p = log1p(-p)

@@ -1,0 +1,239 @@
+"""The figures the acceptance criteria ask for, in one run, as Markdown tables.
+
+    python bench/acceptance.py [--quick] [--only elementwise,rowwise,small,losses,startup]
+
+Uses the method of ``fastact.bench`` (median of repeats after a separate first
+call, rotating inputs, bytes = inputs read once + outputs written once) and
+the parallel copy bandwidth measured at the start of the same run.  fastact
+writes into preallocated ``out=`` buffers (as a training loop does); the NumPy
+baseline allocates its results, as NumPy code does.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import fastact as fa
+from fastact.bench import machine
+from fastact.bench.timing import call_bytes, measure
+
+RNG = np.random.default_rng(0)
+
+
+def _time(fn, sets, repeats):
+    timing, result = measure(lambda i: fn(*sets[i % len(sets)]), n_sets=len(sets),
+                             repeats=repeats)
+    return timing, result
+
+
+def _outputs(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def bench_pair(op_call, np_call, make_args, repeats, with_numpy=True, n_sets=2):
+    """(fastact Timing, numpy Timing or None, bytes read + written)."""
+    sets = [make_args() for _ in range(n_sets)]
+    outs = [None] * n_sets
+    first = op_call(*sets[0])
+    outs = [tuple(np.empty_like(o) for o in _outputs(first)) for _ in range(n_sets)]
+    fast_sets = [(*s, o) for s, o in zip(sets, outs)]
+    t_fast, res = _time(lambda *a: op_call(*a[:-1], out=a[-1] if len(a[-1]) > 1 else a[-1][0]),
+                        fast_sets, repeats)
+    r, w = call_bytes(sets[0], {}, _outputs(res))
+    t_np = _time(np_call, sets, max(3, repeats // 2))[0] if with_numpy else None
+    return t_fast, t_np, r + w
+
+
+def row(label, t_fast, t_np, nbytes, copy):
+    gbs = nbytes / t_fast.median_s / 1e9
+    speed = f"{t_np.median_s / t_fast.median_s:.1f}x" if t_np else "-"
+    return (f"| {label} | {t_fast.median_s * 1e3:.2f} | {gbs:.1f} | {100 * gbs / copy:.0f}% "
+            f"| {speed} |")
+
+
+HEADER = ("| op / pass | median ms | GB/s | % of copy | vs NumPy |\n"
+          "|---|---|---|---|---|")
+
+
+def elementwise_variants():
+    for spec in fa.REGISTRY.values():
+        if spec.kind == "elementwise":
+            for choice in spec.scalars:
+                yield spec, choice
+
+
+def kwargs_of(spec, choice):
+    kw = {"threshold": 0.0, "value": 0.0} if spec.name == "threshold" else {}
+    if choice is not None:
+        kw[spec.choice.name] = choice
+    return kw
+
+
+def elementwise(dtype, n, repeats, copy, with_numpy):
+    print(f"\n### Elementwise passes, {n} {np.dtype(dtype).name} elements\n\n{HEADER}")
+    for spec, choice in elementwise_variants():
+        op = getattr(fa, spec.name)
+        kw = kwargs_of(spec, choice)
+        label = spec.name + (f"[{choice}]" if choice else "")
+        for pass_name in ("value_and_derivative", "backward", "forward_backward"):
+            nargs = 1 if pass_name == "value_and_derivative" else 2
+            method = getattr(op, pass_name)
+
+            def make():
+                x = RNG.standard_normal(n).astype(dtype)
+                return (x, RNG.uniform(-1, 1, n).astype(dtype))[:nargs] if nargs == 2 else (x,)
+            t_fast, t_np, nbytes = bench_pair(
+                lambda *a, out=None: method(*a, out=out, **kw),
+                lambda *a: method(*a, backend="numpy", **kw), make, repeats, with_numpy)
+            print(row(f"{label} {pass_name}", t_fast, t_np, nbytes, copy), flush=True)
+
+
+def small(repeats):
+    n = 1000
+    print("\n### 1e3 float32 elements: fastact vs NumPy (no out=, as called in a loop)\n")
+    print("| op / pass | fastact µs | NumPy µs | vs NumPy |\n|---|---|---|---|")
+    slower = []
+    for spec, choice in elementwise_variants():
+        op = getattr(fa, spec.name)
+        kw = kwargs_of(spec, choice)
+        x = RNG.standard_normal(n).astype(np.float32)
+        dy = RNG.uniform(-1, 1, n).astype(np.float32)
+        for pass_name, args in (("value_and_derivative", (x,)), ("backward", (x, dy)),
+                                ("forward_backward", (x, dy))):
+            method = getattr(op, pass_name)
+            tf = measure(lambda i: method(*args, **kw), repeats=repeats)[0]
+            tn = measure(lambda i: method(*args, backend="numpy", **kw), repeats=repeats)[0]
+            ratio = tn.median_s / tf.median_s
+            if ratio < 1:
+                slower.append(f"{spec.name} {pass_name}")
+            label = spec.name + (f"[{choice}]" if choice else "")
+            print(f"| {label} {pass_name} | {tf.median_s * 1e6:.1f} | {tn.median_s * 1e6:.1f} "
+                  f"| {ratio:.1f}x |", flush=True)
+    print(f"\nslower than NumPy at 1e3: {slower or 'none'}")
+
+
+def rowwise(repeats, copy):
+    print(f"\n### Row-wise forward_backward, 4096 x 4096 float32\n\n{HEADER}")
+    for name in ("softmax", "log_softmax", "softmin"):
+        op = getattr(fa, name)
+
+        def make():
+            return ((RNG.standard_normal((4096, 4096)) * 3).astype(np.float32),
+                    RNG.uniform(-1, 1, (4096, 4096)).astype(np.float32))
+        t_fast, t_np, nbytes = bench_pair(
+            lambda *a, out=None: op.forward_backward(*a, out=out),
+            lambda *a: op.forward_backward(*a, backend="numpy"), make, repeats)
+        print(row(f"{name} forward_backward", t_fast, t_np, nbytes, copy), flush=True)
+
+
+REGRESSION = ["mse", "rmse", "mae", "l1", "l2", "huber", "smooth_l1", "pseudo_huber",
+              "log_cosh"]
+
+
+def losses(repeats, copy):
+    n = 1 << 24
+    print("\n### Loss value_and_grad (bytes: inputs read once, gradient written once)\n")
+    print(HEADER)
+    for name in REGRESSION + ["binary_cross_entropy", "sigmoid_binary_cross_entropy", "hinge",
+                              "squared_hinge", "kl_divergence", "sigmoid_focal_loss"]:
+        op = getattr(fa, name)
+
+        def make(name=name):
+            p = RNG.standard_normal(n).astype(np.float32)
+            t = RNG.standard_normal(n).astype(np.float32)
+            if name == "binary_cross_entropy":
+                p = RNG.uniform(0.01, 0.99, n).astype(np.float32)
+                t = RNG.uniform(0, 1, n).astype(np.float32)
+            elif name in ("sigmoid_binary_cross_entropy", "sigmoid_focal_loss"):
+                t = (RNG.uniform(0, 1, n) > 0.5).astype(np.float32)
+            elif name in ("hinge", "squared_hinge"):
+                t = np.sign(t) + (t == 0)
+            elif name == "kl_divergence":
+                t = RNG.uniform(0, 1, n).astype(np.float32)
+            return p, t
+        t_fast, t_np, nbytes = bench_pair(
+            lambda *a, out=None: op.value_and_grad(*a, out=out[1] if isinstance(out, tuple)
+                                                  else out),
+            lambda *a: op.value_and_grad(*a, backend="numpy"), make, repeats)
+        # the loss value is a scalar: count only the gradient as written
+        nbytes -= 4
+        print(row(f"{name} 2^24", t_fast, t_np, nbytes, copy), flush=True)
+    for rows, cols in ((4096, 4096), (512, 65536)):
+        for name in ("sparse_softmax_cross_entropy", "softmax_cross_entropy"):
+            op = getattr(fa, name)
+
+            def make(name=name, rows=rows, cols=cols):
+                x = (RNG.standard_normal((rows, cols)) * 3).astype(np.float32)
+                if name == "sparse_softmax_cross_entropy":
+                    return x, RNG.integers(0, cols, rows)
+                t = RNG.uniform(0, 1, (rows, cols)).astype(np.float32)
+                return x, t / t.sum(axis=1, keepdims=True)
+            t_fast, t_np, nbytes = bench_pair(
+                lambda *a, out=None: op.value_and_grad(*a, out=out[1] if isinstance(out, tuple)
+                                                      else out),
+                lambda *a: op.value_and_grad(*a, backend="numpy"), make, repeats)
+            print(row(f"{name} {rows}x{cols}", t_fast, t_np, nbytes, copy), flush=True)
+
+
+STARTUP = r"""
+import time, sys
+t0 = time.perf_counter()
+import numpy as np
+import fastact as fa
+t1 = time.perf_counter()
+x = np.random.default_rng(0).standard_normal(1 << 16).astype(np.float32)
+t2 = time.perf_counter()
+fa.gelu.value_and_derivative(x, approximate="tanh")
+t3 = time.perf_counter()
+fa.gelu.value_and_derivative(x, approximate="tanh")
+t4 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t3 - t2:.3f} {(t4 - t3) * 1e3:.3f}")
+"""
+
+
+def startup():
+    print("\n### Import time and first-call latency (gelu[tanh].value_and_derivative, "
+          "2^16 float32, parallel kernel)\n")
+    print("| run | import s | first call s | second call ms |\n|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("cold (empty Numba cache)", "new process, from Numba's cache"):
+            out = subprocess.run([sys.executable, "-c", STARTUP], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            print(f"| {label} | {out[0]} | {out[1]} | {out[2]} |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--only", default="elementwise,elementwise64,rowwise,small,losses,startup")
+    a = ap.parse_args()
+    parts = set(a.only.split(","))
+    repeats = 3 if a.quick else 7
+    bw = machine.measure_cpu_bandwidth(256 << 20)
+    copy = bw["copy_gbps"]
+    info = machine.describe()
+    print(f"machine: {info.get('cpu', {}).get('model', machine.cpu_model())}, "
+          f"{fa.info()['threads']} threads ({fa.info()['threading_layer']}); "
+          f"parallel copy {copy:.1f} GB/s, triad {bw['triad_gbps']:.1f} GB/s (same run)")
+    if "startup" in parts:
+        startup()
+    if "elementwise" in parts:
+        elementwise(np.float32, 1 << 24, repeats, copy, True)
+    if "rowwise" in parts:
+        rowwise(repeats, copy)
+    if "losses" in parts:
+        losses(repeats, copy)
+    if "small" in parts:
+        small(repeats)
+    if "elementwise64" in parts:
+        elementwise(np.float64, 1 << 24, repeats, copy, False)
+    bw2 = machine.measure_cpu_bandwidth(256 << 20)
+    print(f"\nparallel copy at the end of the run: {bw2['copy_gbps']:.1f} GB/s")
+
+
+if __name__ == "__main__":
+    main()
