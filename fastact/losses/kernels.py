@@ -3,9 +3,9 @@
 Elementwise losses (``elementwise_kernel``): one pass over blocks of BLOCK
 elements; each element's loss term and gradient come from one scalar call,
 the gradient (times the reduction's scale) is written at once, the loss terms
-go to a float64 block buffer that a reassociating helper sums (so the sum
-vectorizes while the elementwise code keeps strict float semantics), one
-partial sum per block.  With reduction "none" the terms are written out
+go to a block buffer (compute dtype) that a reassociating helper sums in
+float64 (so the sum vectorizes while the elementwise code keeps strict float
+semantics), one partial sum per block.  With reduction "none" the terms are written out
 instead.  Every write is at the index just read, so the gradient may alias
 the prediction.
 
@@ -78,7 +78,9 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
             lo = b * BLOCK
             hi = min(lo + BLOCK, n)
             if reduce_:
-                buf = np.empty(hi - lo, np.float64)
+                # terms in the compute dtype (a widening store would stop LLVM
+                # from vectorizing the loop); sum64 accumulates them in float64
+                buf = np.empty(hi - lo, p.dtype)
                 for i in range(lo, hi):
                     v, d = elem(p, t, a, w, i, prm)
                     buf[i - lo] = v
