@@ -12,7 +12,32 @@ math.  ``lit(x, 0.5)`` gives the constant in ``x``'s type.
 """
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
+
+
+def always_inline(fn):
+    """Register fn as a jitable function that Numba inlines at IR level.
+
+    Op definitions and their helpers use it so that each kernel is one loop
+    body LLVM can vectorize (a helper left as a call inside the loop blocks
+    that).  Each function needs its own ``register_jitable(inline="always")``
+    call: Numba pops ``inline`` from the decorator's keyword dict, so a
+    decorator object reused for a second function silently registers it as
+    inline="never".
+    """
+    return register_jitable(inline="always")(fn)
+
+
+def helper(fn):
+    """Register fn as a jitable helper that LLVM always inlines into its caller.
+
+    For small functions shared by several op definitions (sigmoid_pair, ...):
+    LLVM's own heuristics may keep a helper that holds an exp or a log1p as
+    a call inside the kernel loop, which blocks vectorization; inlining at
+    Numba IR level instead (always_inline) costs much more compile time when
+    such calls nest.
+    """
+    return register_jitable(forceinline=True)(fn)
 
 
 def lit(x, value):

@@ -6,7 +6,8 @@ import pathlib
 import types
 
 from numba import njit
-from numba.extending import register_jitable
+
+from ..mathlib import always_inline
 
 # No nnan/ninf (they would break NaN/inf semantics), no reassoc (it would
 # undo the Cody-Waite splitting inside the polynomial exp/log) and no arcp
@@ -96,11 +97,11 @@ def inline_scalar(f, nparams: int, ninputs: int = 1):
     fi = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
                             f.__closure__)
     fi.__qualname__ = f.__qualname__ + "_inline"
-    fi = register_jitable(inline="always")(fi)
+    fi = always_inline(fi)
     xs = ", ".join(f"x{k}" for k in range(ninputs))
     ps = "".join(f", p[{k}]" for k in range(nparams))
     namespace = {"fi": fi}
     exec(f"def {f.__name__}_adapter({xs}, p):\n    return fi({xs}{ps})\n", namespace)
-    g = register_jitable(inline="always")(namespace[f"{f.__name__}_adapter"])
+    g = always_inline(namespace[f"{f.__name__}_adapter"])
     _ADAPTERS[key] = g
     return g

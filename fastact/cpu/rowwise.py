@@ -52,7 +52,7 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
     for c in prange(nchunks):
         e = np.empty(n, dtype=x.dtype)
         for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
-            xr, dyr, dxr = x[r], dy[r], dx[r]
+            xr, dyr, yr, dxr = x[r], dy[r], y[r], dx[r]
             m = scaled_max(xr, sign)
             for j in range(n):
                 e[j] = exp(sign * xr[j] - m)
@@ -65,7 +65,7 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
                     v = sign * xr[j]
                     g = dyr[j]
                     if write_y:
-                        y[r, j] = (v - m) - ls
+                        yr[j] = (v - m) - ls
                     dxr[j] = sign * (g - e[j] * inv * total)
             else:
                 dot = x.dtype.type(dot64(dyr, e) / s)
@@ -73,7 +73,7 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
                     p = e[j] * inv
                     g = dyr[j]
                     if write_y:
-                        y[r, j] = p
+                        yr[j] = p
                     dxr[j] = sign * p * (g - dot)
 
 

@@ -175,9 +175,9 @@ def _log_reduce(typingctx, x):
 
 # ---------------------------------------------------------------- implementations
 
-# Inlined at Numba IR level: LLVM's inliner would leave a large body such as
-# erfc as a call inside the loop, which blocks vectorization.
-_jit = register_jitable(inline="always")
+# The helpers below are small: LLVM inlines them.  The public names (bottom of
+# the file) are inlined at Numba IR level; inlining the helpers there as well
+# multiplies compile times without changing the code.
 
 # fdlibm / musl coefficients (s_erf.c, e_log.c, logf.c); the float32 build
 # rounds them to float32, as musl's erff.c does.
@@ -234,7 +234,7 @@ def _build(F):
     E = tuple(c(1.0 / fact[k]) for k in range(2, ndeg + 1))   # 1/2!, ..., 1/ndeg!
 
     if f32:
-        @_jit
+        @register_jitable
         def _em_poly(r):
             p = E[5]
             p = E[4] + r * p
@@ -244,7 +244,7 @@ def _build(F):
             p = E[0] + r * p
             return r + (r * r) * p
     else:
-        @_jit
+        @register_jitable
         def _em_poly(r):
             p = E[11]
             p = E[10] + r * p
@@ -260,7 +260,7 @@ def _build(F):
             p = E[0] + r * p
             return r + (r * r) * p
 
-    @_jit
+    @register_jitable
     def exp_core(x, lo):
         """(em, s1, s2, n): exp(x + lo) = s1 * (s2 * (1 + em)), 2**n = s1 * s2,
         em = expm1 of the reduced argument.  |lo| must be tiny against 1."""
@@ -275,13 +275,13 @@ def _build(F):
         s2 = _pow2(n - h)
         return em, s1, s2, n
 
-    @_jit
+    @register_jitable
     def exp_(x):
         em, s1, s2, n = exp_core(x, NEG_ZERO)
         y = s1 * (s2 * (ONE + em))
         return _sel(x != x, x, y)
 
-    @_jit
+    @register_jitable
     def exp_lo_div(x, lo, d):
         """exp(x + lo) / d for a double-word argument (x finite), d > 0 moderate.
 
@@ -290,7 +290,7 @@ def _build(F):
         em, s1, s2, n = exp_core(x, lo)
         return s1 * ((s2 * (ONE + em)) / d)
 
-    @_jit
+    @register_jitable
     def expm1_(x):
         em, s1, s2, n = exp_core(x, NEG_ZERO)
         s = s1 * s2
@@ -307,7 +307,7 @@ def _build(F):
         Lg1, Lg2, Lg3, Lg4 = (c(0xaaaaaa * 2.0 ** -24), c(0xccce13 * 2.0 ** -25),
                               c(0x91e9ee * 2.0 ** -25), c(0xf89e26 * 2.0 ** -26))
 
-        @_jit
+        @register_jitable
         def _log_r(z, w):
             t1 = w * (Lg2 + w * Lg4)
             t2 = z * (Lg1 + w * Lg3)
@@ -320,13 +320,13 @@ def _build(F):
             2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
             1.479819860511658591e-01))
 
-        @_jit
+        @register_jitable
         def _log_r(z, w):
             t1 = w * (L[1] + w * (L[3] + w * L[5]))
             t2 = z * (L[0] + w * (L[2] + w * (L[4] + w * L[6])))
             return t2 + t1
 
-    @_jit
+    @register_jitable
     def log_finite(x):
         """log(x) for x > 0 finite (garbage elsewhere)."""
         den = x < TINY_NORMAL
@@ -341,7 +341,7 @@ def _build(F):
         R = _log_r(z, w)
         return s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
 
-    @_jit
+    @register_jitable
     def log_(x):
         y = log_finite(x)
         y = _sel(x == INF, x, y)
@@ -349,7 +349,7 @@ def _build(F):
         y = _sel(x < ZERO, NAN, y)
         return _sel(x != x, x, y)
 
-    @_jit
+    @register_jitable
     def log1p_(x):
         u = ONE + x
         # log(u) + d/u, d = x - (u - 1) the rounding error of u (u - 1 is exact).
@@ -361,7 +361,7 @@ def _build(F):
         return _sel(x != x, x, y)
 
     # ---- tanh
-    @_jit
+    @register_jitable
     def tanh_(x):
         m = expm1_(TWO * abs(x))
         t = m / (m + TWO)
@@ -386,7 +386,7 @@ def _build(F):
     # clamping keeps x**8 finite in the rewritten rational functions.
     X_MAX = c(10.5) if f32 else c(28.0)
 
-    @_jit
+    @register_jitable
     def erfc_(x):
         ax = abs(x)
         axc = _sel(ax > X_MAX, X_MAX, ax)

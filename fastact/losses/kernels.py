@@ -18,11 +18,8 @@ values still needed are read before the row is overwritten).
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable as jitable
-from numba.extending import register_jitable
 
-inline = register_jitable(inline="always")
-
-from ..cpu.jit import JIT_OPTIONS, KernelPair, inline_scalar
+from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar
 from ..cpu.reduce import dot64, scaled_max, sum64
 from ..mathlib import exp, log, tanh
 
@@ -46,7 +43,7 @@ def _element(fd, n_aux, weighted, nparams):
     namespace = {"f": f}
     exec(f"def {name}(p, t, a, w, i, prm):\n    v, d = f({args}, prm)\n    return {ret}\n",
          namespace)
-    return inline(namespace[name])
+    return always_inline(namespace[name])
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
@@ -69,23 +66,28 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
         for b in prange(nb):
             lo = b * BLOCK
             hi = min(lo + BLOCK, n)
+            # Block slices indexed from 0: an index i - lo (or i in range(lo, hi))
+            # may be negative as far as Numba knows, and the wraparound it adds
+            # turns the vectorized loads and stores into gathers and scatters.
+            # (unused arrays are empty; their slices are empty too)
+            pb, tb, ab, wb, gb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], g[lo:hi], l[lo:hi]
             if reduce_:
                 # terms in the compute dtype (a widening store would stop LLVM
                 # from vectorizing the loop); sum64 accumulates them in float64
                 buf = np.empty(hi - lo, p.dtype)
-                for i in range(lo, hi):
-                    v, d = elem(p, t, a, w, i, prm)
-                    buf[i - lo] = v
+                for i in range(hi - lo):
+                    v, d = elem(pb, tb, ab, wb, i, prm)
+                    buf[i] = v
                     if want_grad:
-                        g[i] = d * scale
+                        gb[i] = d * scale
                 partial[b] = sum64(buf)
             else:
-                for i in range(lo, hi):
-                    v, d = elem(p, t, a, w, i, prm)
+                for i in range(hi - lo):
+                    v, d = elem(pb, tb, ab, wb, i, prm)
                     if write_l:
-                        l[i] = v
+                        lb[i] = v
                     if want_grad:
-                        g[i] = d * scale
+                        gb[i] = d * scale
     return loss_kernel
 
 

@@ -8,21 +8,20 @@ the CUDA lowering can build its loops from the same functions.
 import math
 
 import numpy as np
-from numba.extending import register_jitable as jitable
 
-from ..mathlib import exp, expm1, lit, log, log1p
+from ..mathlib import exp, expm1, helper, lit, log, log1p
 
 LOG2 = math.log(2.0)
 
 
-@jitable
+@helper
 def sign0(z):
     """sign(z) with sign(0) = 0 and sign(NaN) = 0 (PyTorch's sgn in l1 backward)."""
     one = lit(z, 1.0)
     return one if z > lit(z, 0.0) else (-one if z < lit(z, 0.0) else lit(z, 0.0))
 
 
-@jitable
+@helper
 def sigmoid_pair(x):
     """(sigmoid x, sigmoid(-x)), both to full relative accuracy, exact at +-inf."""
     one = lit(x, 1.0)
@@ -34,7 +33,7 @@ def sigmoid_pair(x):
     return small, r
 
 
-@jitable
+@helper
 def softplus_pair(x):
     """(softplus x, softplus(-x)) = (log1p(e^x), log1p(e^-x)), stable for every x."""
     zero = lit(x, 0.0)
@@ -44,26 +43,26 @@ def softplus_pair(x):
 
 # ------------------------------------------------------------ regression
 
-@jitable
+@helper
 def mse_lg(p, t):
     z = p - t
     return z * z, lit(p, 2.0) * z
 
 
-@jitable
+@helper
 def rmse_grad_lg(p, t):
     """(z**2, z): the second pass of rmse scales z by 1 / (n * rmse)."""
     z = p - t
     return z * z, z
 
 
-@jitable
+@helper
 def mae_lg(p, t):
     z = p - t
     return abs(z), sign0(z)
 
 
-@jitable
+@helper
 def huber_lg(p, t, delta):
     half = lit(p, 0.5)
     z = p - t
@@ -75,7 +74,7 @@ def huber_lg(p, t, delta):
     return z, z   # NaN
 
 
-@jitable
+@helper
 def smooth_l1_lg(p, t, beta):
     half = lit(p, 0.5)
     z = p - t
@@ -87,7 +86,7 @@ def smooth_l1_lg(p, t, beta):
     return z, z   # NaN
 
 
-@jitable
+@helper
 def pseudo_huber_lg(p, t, delta):
     one = lit(p, 1.0)
     z = p - t
@@ -101,7 +100,7 @@ def pseudo_huber_lg(p, t, delta):
     return delta * delta * u2 / (r + one), z / r
 
 
-@jitable
+@helper
 def log_cosh_lg(p, t):
     """log cosh z and tanh z from one expm1 and one log1p (m = expm1|z|).
 
@@ -125,7 +124,7 @@ def log_cosh_lg(p, t):
 
 # ------------------------------------------------------------ binary classification
 
-@jitable
+@helper
 def bce_lg(p, t):
     one = lit(p, 1.0)
     lo = lit(p, -100.0)
@@ -140,7 +139,7 @@ def bce_lg(p, t):
     return v, (p - t) / den
 
 
-@jitable
+@helper
 def sigmoid_bce_pw_lg(x, t, pw):
     """BCE with logits as (1 - t) softplus(x) + pw t softplus(-x): finite at x = +-inf."""
     one, zero = lit(x, 1.0), lit(x, 0.0)
@@ -154,17 +153,17 @@ def sigmoid_bce_pw_lg(x, t, pw):
     return a + b, omt * s - pt * sn
 
 
-@jitable
+@helper
 def sigmoid_bce_lg(x, t):
     return sigmoid_bce_pw_lg(x, t, lit(x, 1.0))
 
 
-@jitable
+@helper
 def _hinge_label(t):
     return -lit(t, 1.0) if t == lit(t, 0.0) else t
 
 
-@jitable
+@helper
 def hinge_lg(p, t):
     y = _hinge_label(t)
     m = lit(p, 1.0) - y * p
@@ -175,7 +174,7 @@ def hinge_lg(p, t):
     return m, m   # NaN
 
 
-@jitable
+@helper
 def squared_hinge_lg(p, t):
     y = _hinge_label(t)
     m = lit(p, 1.0) - y * p
@@ -186,7 +185,7 @@ def squared_hinge_lg(p, t):
     return m, m
 
 
-@jitable
+@helper
 def focal_lg(x, t, alpha, gamma):
     """torchvision's sigmoid_focal_loss term and its derivative."""
     one, zero = lit(x, 1.0), lit(x, 0.0)
@@ -211,7 +210,7 @@ def focal_lg(x, t, alpha, gamma):
 
 # ------------------------------------------------------------ kl divergence
 
-@jitable
+@helper
 def kl_lg(x, t):
     """xlogy(t, t) - t * x (PyTorch's form); d/dx = -t."""
     zero = lit(x, 0.0)
@@ -219,7 +218,7 @@ def kl_lg(x, t):
     return xl - t * x, -t
 
 
-@jitable
+@helper
 def kl_log_target_lg(x, t):
     e = exp(t)
     return e * (t - x), -e
