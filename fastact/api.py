@@ -37,6 +37,10 @@ class ElementwiseOp(Op):
     Every call takes the op's parameters as keywords, ``out=`` and ``backend=``.
     """
 
+    def __init__(self, spec):
+        super().__init__(spec)
+        self._plans = {}
+
     def __call__(self, x, *, out=None, backend=None, **params):
         return self._run("forward", (x,), ("x",), out, backend, params)
 
@@ -57,6 +61,10 @@ class ElementwiseOp(Op):
         return self._run("backward_from_output", (y, dy), ("y", "dy"), out, backend, params)
 
     def _run(self, pass_name, inputs, roles, out, backend, params):
+        if out is None and backend is None and not params:
+            result = self._run_plain(pass_name, inputs)
+            if result is not None:
+                return result
         name = f"{self.spec.name}.{pass_name}"
         b = resolve_backend(backend, *inputs)
         choice, numeric = self.spec.bind(params)
@@ -76,6 +84,39 @@ class ElementwiseOp(Op):
             kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
+
+
+    def _run_plain(self, pass_name, inputs):
+        """The common call, with little Python work: NumPy float32/float64
+        C-contiguous inputs of one dtype and shape, default parameters, no
+        out=, default backend on the CPU.  None where any of that does not hold
+        (the general path then handles the call, errors included)."""
+        x = inputs[0]
+        if type(x) is not np.ndarray or not x.flags.c_contiguous:
+            return None
+        dt = x.dtype
+        for a in inputs[1:]:
+            if type(a) is not np.ndarray or a.dtype != dt or a.shape != x.shape \
+                    or not a.flags.c_contiguous:
+                return None
+        if dispatch.get_backend() not in ("auto", "cpu"):
+            return None
+        key = (pass_name, dt)
+        plan = self._plans.get(key)
+        if plan is None:
+            if dt != _F32 and dt != _F64 or pass_name == "backward_from_output":
+                return None
+            choice, numeric = self.spec.bind({})
+            pair = cpu_elementwise.kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
+            plan = self._plans[key] = (pair, _kernel_params(numeric, dt),
+                                       cpu_elementwise.PASSES[pass_name][3])
+        pair, p, n_out = plan
+        outs = [np.empty_like(x) for _ in range(n_out)]
+        pair.get(x.size)(*[a.reshape(-1) for a in inputs], *[o.reshape(-1) for o in outs], p)
+        return outs[0] if n_out == 1 else tuple(outs)
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _numpy_pass(scalars, pass_name, arrays, numeric):

@@ -330,3 +330,37 @@ def test_transcendental_kernels_are_vectorized(name, choice, dtype):
     assert len(packed) >= 8, f"{name}: no packed {suffix} arithmetic on ymm/zmm registers"
     calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh)", asm, flags=re.I)
     assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
+
+
+# ------------------------------------------------------------ plain-call path
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("pass_name", ["forward", "value_and_derivative", "backward",
+                                       "forward_backward"])
+def test_plain_call_path_matches_general_path(pass_name, dtype):
+    """Calls with default parameters and no out= take a short path; it must give
+    what the general path (taken with an explicit backend) gives, bit for bit."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-4, 4, (3, 37)).astype(dtype)
+    dy = rng.uniform(-1, 1, x.shape).astype(dtype)
+    for name in ("relu", "sigmoid", "gelu", "softplus"):
+        op = getattr(fa, name)
+        fn = op if pass_name == "forward" else getattr(op, pass_name)
+        args = (x,) if pass_name in ("forward", "value_and_derivative") else (x, dy)
+        plain, general = fn(*args), fn(*args, backend="cpu")
+        for a, b in zip(plain if isinstance(plain, tuple) else (plain,),
+                        general if isinstance(general, tuple) else (general,)):
+            assert type(a) is np.ndarray and a.dtype == dtype and a.shape == x.shape
+            np.testing.assert_array_equal(a, b)
+
+
+def test_plain_call_path_leaves_other_calls_to_the_general_path():
+    x32 = np.linspace(-2, 2, 64, dtype=np.float32)
+    # non-contiguous, float16, mixed dtypes, shape mismatch: same results / errors as always
+    np.testing.assert_array_equal(fa.sigmoid(x32[::2]), fa.sigmoid(x32[::2].copy()))
+    assert fa.sigmoid(x32.astype(np.float16)).dtype == np.float16
+    assert fa.sigmoid.backward(x32, x32.astype(np.float64)).dtype == np.float64
+    with pytest.raises(ValueError):
+        fa.sigmoid.backward(x32, x32[:10])
+    with fa.use_backend("numpy"):
+        np.testing.assert_allclose(fa.sigmoid(x32), 1 / (1 + np.exp(-x32)), rtol=1e-6)
