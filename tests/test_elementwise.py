@@ -343,7 +343,7 @@ def test_plain_call_path_matches_general_path(pass_name, dtype):
     rng = np.random.default_rng(5)
     x = rng.uniform(-4, 4, (3, 37)).astype(dtype)
     dy = rng.uniform(-1, 1, x.shape).astype(dtype)
-    for name in ("relu", "sigmoid", "gelu", "softplus"):
+    for name in ("relu", "sigmoid"):
         op = getattr(fa, name)
         fn = op if pass_name == "forward" else getattr(op, pass_name)
         args = (x,) if pass_name in ("forward", "value_and_derivative") else (x, dy)
