@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # The one test command: the CPU suite, then the CUDA suite under the Numba CUDA
 # simulator (no GPU needed).  Extra arguments go to both pytest runs.
+# Tests run in FASTACT_TEST_WORKERS pytest-xdist processes (default: one per
+# core; 0 runs them in this process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-"$PY" -m pytest -q -m "not cudasim" "$@"
-NUMBA_ENABLE_CUDASIM=1 "$PY" -m pytest -q -m cudasim "$@"
+WORKERS=${FASTACT_TEST_WORKERS:-auto}
+if [ "$WORKERS" = "0" ] || ! "$PY" -c "import xdist" 2>/dev/null; then
+    PAR=()
+else
+    PAR=(-n "$WORKERS")
+fi
+"$PY" -m pytest -q "${PAR[@]}" -m "not cudasim" "$@"
+NUMBA_ENABLE_CUDASIM=1 "$PY" -m pytest -q "${PAR[@]}" -m cudasim "$@"
