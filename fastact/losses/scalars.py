@@ -186,17 +186,6 @@ def squared_hinge_lg(p, t):
 
 
 @helper
-def _unit_pow(q, gamma):
-    """q ** gamma for q in [0, 1] and gamma > 0, as exp(gamma log q) in float64.
-
-    Vectorizable, unlike ``**`` (a libm pow call per element); float64 keeps the
-    rounding of gamma log q (amplified |gamma log q|-fold) below float32's ulp
-    and, for q > 1e-30, within the float64 accuracy bound.
-    """
-    return lit(q, exp(np.float64(gamma) * log(np.float64(q))))
-
-
-@helper
 def focal_lg(x, t, alpha, gamma):
     """torchvision's sigmoid_focal_loss term and its derivative."""
     one, zero = lit(x, 1.0), lit(x, 0.0)
@@ -204,7 +193,7 @@ def focal_lg(x, t, alpha, gamma):
     ce, g_ce = sigmoid_bce_lg(x, t)
     omt = one - t
     q = s * omt + sn * t                       # 1 - p_t without cancellation
-    qg = _unit_pow(q, gamma) if gamma != zero else one
+    qg = q ** gamma if gamma != zero else one
     # d q / dx = -s sn (2t - 1);  d q**gamma / dx = gamma q**(gamma-1) dq/dx (0 at q = 0)
     if gamma != zero and q > zero:
         dqg = -gamma * (qg / q) * s * sn * (t + t - one)
