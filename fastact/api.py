@@ -85,7 +85,6 @@ class ElementwiseOp(Op):
                    _kernel_params(numeric, compute))
         return outs.finish()
 
-
     def _run_plain(self, pass_name, inputs):
         """The common call, with little Python work: NumPy float32/float64
         C-contiguous inputs of one dtype and shape, default parameters, no

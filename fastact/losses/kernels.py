@@ -31,19 +31,23 @@ BLOCK = 4096
 def _element(fd, n_aux, weighted, nparams):
     """elem(p, t, a, w, i, prm) -> (loss, grad) for element i, aux array and weights.
 
-    The scalar is inlined (``inline_scalar``) so that the loop vectorizes.  Each
-    loss gets its own code object: Numba's IR inliner reuses what it made of a
-    code object, so closures sharing one would all inline the first loss
-    compiled (and leave later scalars as calls, unvectorized).
-    """
+    The scalar is inlined (``inline_scalar``) so that the loop vectorizes."""
     f = inline_scalar(fd, nparams, 2 + n_aux)
-    args = "p[i], t[i]" + (", a[i]" if n_aux else "")
-    ret = "v * w[i], d * w[i]" if weighted else "v, d"
-    name = f"{fd.__name__}_elem_{n_aux}{int(weighted)}"
-    namespace = {"f": f}
-    exec(f"def {name}(p, t, a, w, i, prm):\n    v, d = f({args}, prm)\n    return {ret}\n",
-         namespace)
-    return always_inline(namespace[name])
+    if n_aux == 0 and not weighted:
+        def elem(p, t, a, w, i, prm):
+            return f(p[i], t[i], prm)
+    elif n_aux == 0:
+        def elem(p, t, a, w, i, prm):
+            v, d = f(p[i], t[i], prm)
+            return v * w[i], d * w[i]
+    elif not weighted:
+        def elem(p, t, a, w, i, prm):
+            return f(p[i], t[i], a[i], prm)
+    else:
+        def elem(p, t, a, w, i, prm):
+            v, d = f(p[i], t[i], a[i], prm)
+            return v * w[i], d * w[i]
+    return always_inline(elem)
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
