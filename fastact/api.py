@@ -80,7 +80,8 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = cpu_elementwise.kernel(scalars, pass_name, len(numeric)).get(arrays[0].size)
+            kernel = cpu_elementwise.kernel(scalars, pass_name, len(numeric),
+                                            self.spec.transcendental).get(arrays[0].size)
             kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
@@ -106,7 +107,8 @@ class ElementwiseOp(Op):
             if dt != _F32 and dt != _F64 or pass_name == "backward_from_output":
                 return None
             choice, numeric = self.spec.bind({})
-            pair = cpu_elementwise.kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
+            pair = cpu_elementwise.kernel(self.spec.scalars_for(choice), pass_name, len(numeric),
+                                          self.spec.transcendental)
             plan = self._plans[key] = (pair, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
         pair, p, n_out = plan

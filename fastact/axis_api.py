@@ -67,8 +67,8 @@ class GatedOp(Op):
         act = self.spec.extra["act"]
         p = tuple(compute.type(v) for v in numeric)
         if pass_name == "forward":
-            K.gated_kernel(scalars, False, len(p)).get(x.size)(x3, outs.arrays[0].reshape(outer, k),
-                                                       act, p)
+            K.gated_kernel(scalars, False, len(p)).get(x.size)(
+                x3, outs.arrays[0].reshape(outer, k), act, p)
         else:
             dy2 = arrays[1].reshape(outer, k)
             dx3 = outs.arrays[-1].reshape(outer, 2, k)

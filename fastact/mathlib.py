@@ -6,13 +6,18 @@ registered with ``numba.extending.overload(..., target=...)``.  The plain Python
 bodies below are what runs under the CUDA simulator and in pure-Python calls;
 they work on NumPy scalars and keep their dtype.
 
+``chop`` is a bit operation, not math: it lets definitions split a value into
+halves whose products are exact (double-word arithmetic that FMA contraction
+cannot spoil).  Its one lowering serves every target.
+
 Op definitions must never write a bare float or int literal next to an
 argument: Numba types ``0.5`` as float64 and would silently promote float32
 math.  ``lit(x, 0.5)`` gives the constant in ``x``'s type.
 """
 import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.extending import overload, register_jitable
+from numba.extending import intrinsic, overload, register_jitable
 
 
 def always_inline(fn):
@@ -53,6 +58,46 @@ def _lit_overload(x, value):
         def impl(x, value):
             return ty(value)
 
+        return impl
+    return None
+
+
+# float type -> (bit width, mask keeping the sign, the exponent and the leading
+# mantissa bits: 12 significant bits for float32, 26 for float64)
+_CHOP = {types.float32: (32, (1 << 32) - (1 << 12)),
+         types.float64: (64, (1 << 64) - (1 << 27))}
+
+
+def chop(x):
+    """x with its low mantissa bits cleared: 12 significant bits (float32) or
+    26 (float64).  x = chop(x) + (x - chop(x)) exactly, and the product of two
+    high halves, or of a high and a low half, is exact in x's type."""
+    a = np.asarray(x)
+    bits = a.dtype.itemsize * 8
+    mask = (1 << bits) - (1 << (12 if bits == 32 else 27))
+    u = a.view(np.uint32 if bits == 32 else np.uint64)
+    return type(x)((u & type(u.flat[0])(mask)).view(a.dtype))
+
+
+@intrinsic
+def _chop_bits(typingctx, x):
+    if x not in _CHOP:
+        return None
+    bits, mask = _CHOP[x]
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(bits)
+        i = builder.and_(builder.bitcast(args[0], ity), ir.Constant(ity, mask))
+        return builder.bitcast(i, args[0].type)
+
+    return x(x), codegen
+
+
+@overload(chop, target="generic", inline="always")
+def _chop_overload(x):
+    if x in _CHOP:
+        def impl(x):
+            return _chop_bits(x)
         return impl
     return None
 

@@ -311,13 +311,19 @@ def _kernel_asm(name, choice, dtype):
     template, which, _, _ = cpu_elementwise.PASSES["forward_backward"]
     options = {**JIT_OPTIONS, "cache": False}
     kernel = numba.njit(parallel=True, **options)(
-        template(inline_scalar(getattr(spec.scalars_for(choice), which), len(params))))
+        template(inline_scalar(getattr(spec.scalars_for(choice), which), len(params),
+                               wide=spec.transcendental)))
     x = np.linspace(-3, 3, 1 << 10).astype(dtype)
     kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))
     return "\n".join(kernel.inspect_asm().values())
 
 
 TRANSCENDENTAL = [(n, c) for n, c in VARIANTS if fa.REGISTRY[n].transcendental]
+
+
+def _host_has_avx512():
+    import llvmlite.binding as llvm
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
@@ -328,6 +334,9 @@ def test_transcendental_kernels_are_vectorized(name, choice, dtype):
     suffix = "ps" if dtype == np.float32 else "pd"
     packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|add|div)\w*{suffix}\s+[^\n]*%[yz]mm", asm)
     assert len(packed) >= 8, f"{name}: no packed {suffix} arithmetic on ymm/zmm registers"
+    if _host_has_avx512():    # prefer_wide_vectors: 512-bit vectors where there are any
+        wide = [op for op in packed if "zmm" in op]
+        assert len(wide) >= 8, f"{name}: packed arithmetic not on zmm registers"
     calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh)", asm, flags=re.I)
     assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
 

@@ -51,10 +51,12 @@ _GATED: dict = {}
 
 
 def gated_kernel(scalars, backward: bool, nparams: int) -> KernelPair:
+    """Every gate (sigmoid, silu, gelu) is transcendental: 512-bit vectors."""
     key = (id(scalars), backward)
     if key not in _GATED:
         make = gated_backward_kernel if backward else gated_forward_kernel
-        _GATED[key] = KernelPair(make(inline_scalar(scalars.value_and_derivative, nparams)))
+        _GATED[key] = KernelPair(make(inline_scalar(scalars.value_and_derivative, nparams,
+                                                    wide=True)))
     return _GATED[key]
 
 

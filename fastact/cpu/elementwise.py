@@ -60,12 +60,13 @@ PASSES = {
 _KERNELS: dict = {}
 
 
-def kernel(scalars, pass_name: str, nparams: int) -> KernelPair:
-    """The (lazily compiled) kernel pair of one pass of one Scalars record."""
+def kernel(scalars, pass_name: str, nparams: int, wide: bool = False) -> KernelPair:
+    """The (lazily compiled) kernel pair of one pass of one Scalars record;
+    wide: prefer 512-bit vectors (transcendental ops)."""
     key = (id(scalars), pass_name)
     pair = _KERNELS.get(key)
     if pair is None:
         template, which, _, _ = PASSES[pass_name]
         pair = _KERNELS[key] = KernelPair(template(inline_scalar(getattr(scalars, which),
-                                                                 nparams)))
+                                                                 nparams, wide=wide)))
     return pair

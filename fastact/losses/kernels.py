@@ -28,11 +28,12 @@ BLOCK = 4096
 # ------------------------------------------------------------ elementwise
 
 
-def _element(fd, n_aux, weighted, nparams):
+def _element(fd, n_aux, weighted, nparams, wide):
     """elem(p, t, a, w, i, prm) -> (loss, grad) for element i, aux array and weights.
 
-    The scalar is inlined (``inline_scalar``) so that the loop vectorizes."""
-    f = inline_scalar(fd, nparams, 2 + n_aux)
+    The scalar is inlined (``inline_scalar``) so that the loop vectorizes;
+    wide: prefer 512-bit vectors (transcendental losses)."""
+    f = inline_scalar(fd, nparams, 2 + n_aux, wide)
     if n_aux == 0 and not weighted:
         def elem(p, t, a, w, i, prm):
             return f(p[i], t[i], prm)
@@ -51,16 +52,16 @@ def _element(fd, n_aux, weighted, nparams):
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
-                         nparams=0):
+                         nparams=0, wide=False):
     """Loop over flat arrays: p, t (same size), a (aux, e.g. pos_weight), w (weights).
 
     mode "reduce": partial[b] = float64 sum of the terms of block b;
     mode "none": l[i] = term;  mode "skip": no loss.  want_grad: g[i] = grad * scale.
     The flags are compile-time constants (each variant is compiled on first use:
     one variant compiles several times faster than a kernel holding them all).
-    Unused arrays may be empty.
+    Unused arrays may be empty.  wide: prefer 512-bit vectors.
     """
-    elem = _element(fd, n_aux, weighted, nparams)
+    elem = _element(fd, n_aux, weighted, nparams, wide)
     reduce_ = mode == "reduce"
     write_l = mode == "none"
 
@@ -98,12 +99,13 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
 _ELEMENTWISE: dict = {}
 
 
-def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams) -> KernelPair:
-    key = (id(fd), n_aux, weighted, want_grad, mode, nparams)
+def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams,
+                       wide=False) -> KernelPair:
+    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide)
     pair = _ELEMENTWISE.get(key)
     if pair is None:
         pair = _ELEMENTWISE[key] = KernelPair(
-            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams))
+            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide))
     return pair
 
 

@@ -287,7 +287,8 @@ def _run_cpu(spec, call, want_grad, g):
         n_aux = 0 if aux is None else 1
         weighted = w is not None
         mode = "none" if red == "none" else "reduce"
-        kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm)).get(n)
+        kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm),
+                                          spec.transcendental).get(n)
         empty = np.empty(0, call.compute)
         nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
         partial = np.empty(nb if mode == "reduce" else 0, np.float64)

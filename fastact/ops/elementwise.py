@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 from numba.extending import register_jitable as jitable
 
-from ..mathlib import erfc, exp, expm1, lit, log1p
+from ..mathlib import chop, erfc, exp, expm1, lit, log1p
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
 
@@ -576,6 +576,9 @@ define("mish", "mish(x) = x * tanh(softplus(x));  derivative t + x * sigmoid(x) 
 # ------------------------------------------------------------ gelu
 
 INV_SQRT2 = 0.7071067811865475244008443621048490
+# 1/sqrt 2 = INV_SQRT2_HI + INV_SQRT2_LO, the high part with 11 significant bits
+INV_SQRT2_HI = 1448 / 2048
+INV_SQRT2_LO = 7.553118654752440084436210484903928e-05
 SQRT2 = 1.4142135623730950488016887242096981
 INV_SQRT_2PI = 0.3989422804014326779399460599343819
 SQRT_2_OVER_PI = 0.7978845608028654
@@ -585,18 +588,22 @@ GELU_C = 0.044715
 @jitable
 def gelu_erf_vad(x):
     half = lit(x, 0.5)
-    x64 = np.float64(x)
-    # Phi(x) = erfc(-x / sqrt 2) / 2 keeps full relative accuracy in the left tail.
-    # z = -x / sqrt 2 rounds, and erfc amplifies that ~2 z**2-fold: z is the exact
-    # argument of x' = -sqrt(2) z, and Phi(x) = Phi(x') - phi(x) (x' - x).
+    # Phi(x) = erfc(z) / 2, z = -x / sqrt 2, keeps full relative accuracy in the
+    # left tail, but erfc amplifies the rounding of z ~2 z**2-fold; dz = the
+    # rounding error of z, from exact products of halves (chop), and
+    # erfc(z - dz) = erfc(z) + 2 exp(-z**2) dz / sqrt(pi), i.e. Phi gains
+    # sqrt(2) phi(x) dz.  Likewise exp(-x**2 / 2) gets the rounding error of x*x.
     z = -x * lit(x, INV_SQRT2)
-    finite = abs(x64) < 64.0   # beyond, Phi is 0 or 1 and phi is 0: no correction
-    shift = -SQRT2 * np.float64(z) - x64 if finite else 0.0
-    # exp(-x**2 / 2) with x**2 = sq + err exactly (err = 0 in float64 arithmetic)
     sq = x * x
-    err = x64 * x64 - np.float64(sq) if finite else 0.0
-    pdf = lit(x, INV_SQRT_2PI) * exp(-half * sq) * (lit(x, 1.0) - half * lit(x, err))
-    cdf = half * erfc(z) - pdf * lit(x, shift)
+    xh = chop(x)
+    xl = x - xh
+    dz = ((z + xh * lit(x, INV_SQRT2_HI)) + xl * lit(x, INV_SQRT2_HI)) + x * lit(x, INV_SQRT2_LO)
+    err = ((xh * xh - sq) + (xh + xh) * xl) + xl * xl       # x*x - sq
+    moderate = abs(x) < lit(x, 64.0)   # beyond, Phi is 0 or 1 and phi is 0
+    dz = dz if moderate else lit(x, 0.0)
+    err = err if moderate else lit(x, 0.0)
+    pdf = lit(x, INV_SQRT_2PI) * exp(-half * sq) * (lit(x, 1.0) - half * err)
+    cdf = half * erfc(z) + pdf * (lit(x, SQRT2) * dz)
     return x * cdf, cdf + x * pdf
 
 
