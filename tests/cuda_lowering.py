@@ -157,6 +157,8 @@ def main(argv):
                     variants.append(({"log_target": True}, "mean"))
                 if spec.name == "sigmoid_binary_cross_entropy":
                     variants.append(({"pos_weight": 1, "weight": 1}, "mean"))
+                if spec.name == "sigmoid_focal_loss":      # gamma = 2 has its own scalar
+                    variants.append(({"gamma": 1.5}, "mean"))
                 for extra, red in variants:
                     opts = {p.name: p.default for p in spec.params}
                     opts.update(extra)

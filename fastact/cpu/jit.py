@@ -104,6 +104,15 @@ def prefer_wide_vectors(typingctx):
     return nbtypes.none(), codegen
 
 
+def _wide_hint():
+    prefer_wide_vectors()
+
+
+# Adapters reach the hint through this importable function: Numba's disk cache
+# keys a kernel on the pickled closure, and the intrinsic object itself pickles
+# with a per-process id (the key would never match in a new process).
+_wide_hint = always_inline(_wide_hint)
+
 _ADAPTERS: dict = {}
 
 
@@ -126,8 +135,8 @@ def inline_scalar(f, nparams: int, ninputs: int = 1, wide: bool = False):
     fi = always_inline(fi)
     xs = ", ".join(f"x{k}" for k in range(ninputs))
     ps = "".join(f", p[{k}]" for k in range(nparams))
-    namespace = {"fi": fi, "prefer_wide_vectors": prefer_wide_vectors}
-    hint = "    prefer_wide_vectors()\n" if wide else ""
+    namespace = {"fi": fi, "_wide_hint": _wide_hint}
+    hint = "    _wide_hint()\n" if wide else ""
     exec(f"def {f.__name__}_adapter({xs}, p):\n{hint}    return fi({xs}{ps})\n", namespace)
     g = always_inline(namespace[f"{f.__name__}_adapter"])
     _ADAPTERS[key] = g

@@ -37,6 +37,12 @@ def _focal_check(op, opts):
         raise ValueError(f"{op}: alpha is NaN")
 
 
+def _focal_scalar(opts, reduction):
+    if opts["gamma"] == 2.0:
+        return S.focal_gamma2_lg, (opts["alpha"],)
+    return S.focal_lg, (opts["alpha"], opts["gamma"])
+
+
 def _smoothing_check(op, opts):
     eps = opts["label_smoothing"]
     if not 0.0 <= eps <= 1.0:
@@ -436,7 +442,7 @@ _loss("sigmoid_focal_loss",
       "ce = BCE with logits, p_t = p t + (1 - p)(1 - t), alpha_t = alpha t + (1 - alpha)(1 - t) "
       "(alpha < 0: no alpha_t);  gradient by the chain rule, 0 for the (1 - p_t)**gamma factor "
       "where 1 - p_t = 0.  Default reduction 'mean' (torchvision's is 'none').",
-      _fixed(S.focal_lg, "alpha", "gamma"), _elementwise_numpy(_np_focal),
+      _focal_scalar, _elementwise_numpy(_np_focal),
       params=(Param("alpha", 0.25), Param("gamma", 2.0)), example=_logit_example,
       check=_focal_check, transcendental=True)
 _loss("softmax_cross_entropy",

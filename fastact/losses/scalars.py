@@ -186,26 +186,44 @@ def squared_hinge_lg(p, t):
 
 
 @helper
-def focal_lg(x, t, alpha, gamma):
-    """torchvision's sigmoid_focal_loss term and its derivative."""
-    one, zero = lit(x, 1.0), lit(x, 0.0)
+def _focal_parts(x, t):
+    """(ce, d ce/dx, q, dq/dx) with q = 1 - p_t, p = sigmoid(x)."""
+    one = lit(x, 1.0)
     s, sn = sigmoid_pair(x)
     ce, g_ce = sigmoid_bce_lg(x, t)
-    omt = one - t
-    q = s * omt + sn * t                       # 1 - p_t without cancellation
-    qg = q ** gamma if gamma != zero else one
-    # d q / dx = -s sn (2t - 1);  d q**gamma / dx = gamma q**(gamma-1) dq/dx (0 at q = 0)
-    if gamma != zero and q > zero:
-        dqg = -gamma * (qg / q) * s * sn * (t + t - one)
-    else:
-        dqg = zero
+    q = s * (one - t) + sn * t                 # 1 - p_t without cancellation
+    return ce, g_ce, q, -s * sn * (t + t - one)
+
+
+@helper
+def _focal_finish(ce, g_ce, qg, dqg, t, alpha):
+    """alpha_t ce q**gamma and its derivative, from q**gamma and its derivative."""
+    one, zero = lit(t, 1.0), lit(t, 0.0)
     v = ce * qg
     d = g_ce * qg + ce * dqg
     if alpha >= zero:
-        at = alpha * t + (one - alpha) * omt
+        at = alpha * t + (one - alpha) * (one - t)
         v = at * v
         d = at * d
     return v, d
+
+
+@helper
+def focal_lg(x, t, alpha, gamma):
+    """torchvision's sigmoid_focal_loss term and its derivative."""
+    one, zero = lit(x, 1.0), lit(x, 0.0)
+    ce, g_ce, q, dq = _focal_parts(x, t)
+    qg = q ** gamma if gamma != zero else one
+    # d q**gamma / dx = gamma q**(gamma-1) dq/dx (0 at q = 0)
+    dqg = gamma * (qg / q) * dq if gamma != zero and q > zero else zero
+    return _focal_finish(ce, g_ce, qg, dqg, t, alpha)
+
+
+@helper
+def focal_gamma2_lg(x, t, alpha):
+    """focal_lg for gamma = 2 (the default): q * q in place of a pow per element."""
+    ce, g_ce, q, dq = _focal_parts(x, t)
+    return _focal_finish(ce, g_ce, q * q, lit(x, 2.0) * q * dq, t, alpha)
 
 
 # ------------------------------------------------------------ kl divergence
