@@ -80,11 +80,14 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = cpu_elementwise.kernel(scalars, pass_name, len(numeric),
-                                            self.spec.transcendental).get(arrays[0].size)
+            kernel = self._cpu_kernel(scalars, pass_name, len(numeric)).get(arrays[0].size)
             kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
+
+    def _cpu_kernel(self, scalars, pass_name, nparams):
+        # transcendental ops prefer 512-bit vectors (cpu.jit.prefer_wide_vectors)
+        return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental)
 
     def _run_plain(self, pass_name, inputs):
         """The common call, with little Python work: NumPy float32/float64
@@ -107,8 +110,7 @@ class ElementwiseOp(Op):
             if dt != _F32 and dt != _F64 or pass_name == "backward_from_output":
                 return None
             choice, numeric = self.spec.bind({})
-            pair = cpu_elementwise.kernel(self.spec.scalars_for(choice), pass_name, len(numeric),
-                                          self.spec.transcendental)
+            pair = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
             plan = self._plans[key] = (pair, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
         pair, p, n_out = plan

@@ -66,15 +66,16 @@ class GatedOp(Op):
         x3 = x.reshape(outer, 2, k)
         act = self.spec.extra["act"]
         p = tuple(compute.type(v) for v in numeric)
+        wide = self.spec.transcendental
         if pass_name == "forward":
-            K.gated_kernel(scalars, False, len(p)).get(x.size)(
+            K.gated_kernel(scalars, False, len(p), wide).get(x.size)(
                 x3, outs.arrays[0].reshape(outer, k), act, p)
         else:
             dy2 = arrays[1].reshape(outer, k)
             dx3 = outs.arrays[-1].reshape(outer, 2, k)
             y2 = outs.arrays[0].reshape(outer, k) if pass_name == "forward_backward" else dy2
-            K.gated_kernel(scalars, True, len(p)).get(x.size)(x3, dy2, y2, dx3, act,
-                                                      pass_name == "forward_backward", p)
+            K.gated_kernel(scalars, True, len(p), wide).get(x.size)(
+                x3, dy2, y2, dx3, act, pass_name == "forward_backward", p)
         return outs.finish()
 
 

@@ -62,10 +62,10 @@ def _lit_overload(x, value):
     return None
 
 
-# float type -> (bit width, mask keeping the sign, the exponent and the leading
-# mantissa bits: 12 significant bits for float32, 26 for float64)
-_CHOP = {types.float32: (32, (1 << 32) - (1 << 12)),
-         types.float64: (64, (1 << 64) - (1 << 27))}
+# bit width -> mask keeping the sign, the exponent and the leading mantissa
+# bits: 12 significant bits for float32, 26 for float64
+_CHOP_MASK = {32: (1 << 32) - (1 << 12), 64: (1 << 64) - (1 << 27)}
+_CHOP = {types.float32: (32, _CHOP_MASK[32]), types.float64: (64, _CHOP_MASK[64])}
 
 
 def chop(x):
@@ -73,10 +73,8 @@ def chop(x):
     26 (float64).  x = chop(x) + (x - chop(x)) exactly, and the product of two
     high halves, or of a high and a low half, is exact in x's type."""
     a = np.asarray(x)
-    bits = a.dtype.itemsize * 8
-    mask = (1 << bits) - (1 << (12 if bits == 32 else 27))
-    u = a.view(np.uint32 if bits == 32 else np.uint64)
-    return type(x)((u & type(u.flat[0])(mask)).view(a.dtype))
+    u = a.view(np.uint32 if a.itemsize == 4 else np.uint64)
+    return type(x)((u & u.dtype.type(_CHOP_MASK[8 * a.itemsize])).view(a.dtype))
 
 
 @intrinsic

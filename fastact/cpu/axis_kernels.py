@@ -50,13 +50,13 @@ def gated_backward_kernel(g):
 _GATED: dict = {}
 
 
-def gated_kernel(scalars, backward: bool, nparams: int) -> KernelPair:
-    """Every gate (sigmoid, silu, gelu) is transcendental: 512-bit vectors."""
-    key = (id(scalars), backward)
+def gated_kernel(scalars, backward: bool, nparams: int, wide: bool = False) -> KernelPair:
+    """wide: prefer 512-bit vectors (transcendental gates)."""
+    key = (id(scalars), backward, wide)
     if key not in _GATED:
         make = gated_backward_kernel if backward else gated_forward_kernel
         _GATED[key] = KernelPair(make(inline_scalar(scalars.value_and_derivative, nparams,
-                                                    wide=True)))
+                                                    wide=wide)))
     return _GATED[key]
 
 

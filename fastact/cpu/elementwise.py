@@ -63,7 +63,7 @@ _KERNELS: dict = {}
 def kernel(scalars, pass_name: str, nparams: int, wide: bool = False) -> KernelPair:
     """The (lazily compiled) kernel pair of one pass of one Scalars record;
     wide: prefer 512-bit vectors (transcendental ops)."""
-    key = (id(scalars), pass_name)
+    key = (id(scalars), pass_name, wide)
     pair = _KERNELS.get(key)
     if pair is None:
         template, which, _, _ = PASSES[pass_name]

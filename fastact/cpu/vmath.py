@@ -164,8 +164,7 @@ def _log_reduce(typingctx, x):
 # the file) are inlined at Numba IR level; inlining the helpers there as well
 # multiplies compile times without changing the code.
 
-# fdlibm / musl coefficients (s_erf.c, e_log.c, logf.c); the float32 build
-# rounds them to float32, as musl's erff.c does.
+# fdlibm coefficients of the float64 erfc (s_erf.c).
 _ERF = dict(
     erx=8.45062911510467529297e-01,
     pp=(1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
@@ -269,7 +268,7 @@ def _build(F):
 
     @register_jitable
     def exp_(x):
-        em, s1, s2, n = exp_core(x, NEG_ZERO)
+        em, s1, s2, _ = exp_core(x, NEG_ZERO)
         y = s1 * (s2 * (ONE + em))
         return _sel(x != x, x, y)
 
@@ -368,68 +367,12 @@ def _build(F):
         return _sel(x != x, x, y)
 
     # ---- erfc
-    erx = c(_ERF["erx"])
-    one_m_erx = c(1.0 - _ERF["erx"])
-    pp = tuple(c(v) for v in _ERF["pp"])
-    qq = tuple(c(v) for v in _ERF["qq"])
-    pa = tuple(c(v) for v in _ERF["pa"])
-    qa = tuple(c(v) for v in _ERF["qa"])
-    ra = tuple(c(v) for v in _ERF["ra"])
-    sa = tuple(c(v) for v in _ERF["sa"])
-    rb = tuple(c(v) for v in _ERF["rb"])
-    sb = tuple(c(v) for v in _ERF["sb"])
-    T_A, T_B, T_C = c(0.84375), c(1.25), c(1.0 / 0.35)
-    QUARTER, C5625 = c(0.25), c(0.5625)
     # erfc underflows to 0 beyond this (erfc(10.1) < 2**-150, erfc(27.3) < 2**-1075);
-    # clamping keeps x**8 finite in the rewritten rational functions.
+    # clamping keeps the polynomials below finite.
     X_MAX = c(10.5) if f32 else c(28.0)
 
-    @register_jitable
-    def erfc_(x):
-        ax = abs(x)
-        axc = _sel(ax > X_MAX, X_MAX, ax)
-
-        # |x| < 0.84375: erf(x) = x + x*P(z)/Q(z), z = x^2
-        z = x * x
-        nA = pp[0] + z * (pp[1] + z * (pp[2] + z * (pp[3] + z * pp[4])))
-        dA = qq[0] + z * (qq[1] + z * (qq[2] + z * (qq[3] + z * (qq[4] + z * qq[5]))))
-        # 0.84375 <= |x| < 1.25: erf(1 + s) - erx = P(s)/Q(s)
-        s = ax - ONE
-        nB = pa[0] + s * (pa[1] + s * (pa[2] + s * (pa[3] + s * (pa[4] + s * (pa[5] + s * pa[6])))))
-        dB = qa[0] + s * (qa[1] + s * (qa[2] + s * (qa[3] + s * (qa[4] + s * (qa[5] + s * qa[6])))))
-        # |x| >= 1.25: log(x erfc x) + x^2 + 0.5625 = R(1/y)/S(1/y), y = x^2;
-        # multiplied through by y^8 (y^7) to get polynomials in y.
-        y = axc * axc
-        nC = y * (ra[7] + y * (ra[6] + y * (ra[5] + y * (ra[4] + y * (
-            ra[3] + y * (ra[2] + y * (ra[1] + y * ra[0])))))))
-        dC = sa[8] + y * (sa[7] + y * (sa[6] + y * (sa[5] + y * (sa[4] + y * (
-            sa[3] + y * (sa[2] + y * (sa[1] + y)))))))
-        nD = y * (rb[6] + y * (rb[5] + y * (rb[4] + y * (rb[3] + y * (
-            rb[2] + y * (rb[1] + y * rb[0]))))))
-        dD = sb[7] + y * (sb[6] + y * (sb[5] + y * (sb[4] + y * (
-            sb[3] + y * (sb[2] + y * (sb[1] + y))))))
-
-        inA = ax < T_A
-        inB = ax < T_B
-        inC = ax < T_C
-        num = _sel(inA, nA, _sel(inB, nB, _sel(inC, nC, nD)))
-        den = _sel(inA, dA, _sel(inB, dB, _sel(inC, dC, dD)))
-        q = num / den
-
-        resA = _sel(x < QUARTER, ONE - (x + x * q), HALF - (x * q + (x - HALF)))
-        resB = _sel(x > ZERO, one_m_erx - q, ONE + (erx + q))
-
-        # exp(-x^2 - 0.5625 + q) / |x|, divided before the last scaling by a
-        # power of two so that a result in the denormal range is rounded once
-        em, s1, s2, _ = exp_minus_square(axc, q - C5625)
-        e = s1 * ((s2 * (ONE + em)) / axc)
-        resCD = _sel(x > ZERO, e, TWO - e)
-
-        res = _sel(inA, resA, _sel(inB, resB, resCD))
-        return _sel(x != x, x, res)
-
     if f32:
-        # A single approximation for all |x| costs a third of the four above:
+        # One approximation for all |x| (a third of the work of fdlibm's four):
         # erfc(a) = t exp(-a^2 + u Q(u)), t = 1/(1 + a/2), u = 1 - t = a t/2.
         # Q is a least-squares Chebyshev fit of (log(erfc(a)/t) + a^2)/u on
         # 0 <= a <= 10.5 (error 5e-9 in exact arithmetic); u Q(u) -> 0 as
@@ -455,6 +398,64 @@ def _build(F):
             em, s1, s2, _ = exp_minus_square(axc, u * q)
             e = s1 * ((s2 * (ONE + em)) * t)    # one rounding in the denormal range
             res = _sel(x < ZERO, TWO - e, e)
+            return _sel(x != x, x, res)
+    else:
+        # fdlibm's four rational approximations
+        erx = c(_ERF["erx"])
+        one_m_erx = c(1.0 - _ERF["erx"])
+        pp = tuple(c(v) for v in _ERF["pp"])
+        qq = tuple(c(v) for v in _ERF["qq"])
+        pa = tuple(c(v) for v in _ERF["pa"])
+        qa = tuple(c(v) for v in _ERF["qa"])
+        ra = tuple(c(v) for v in _ERF["ra"])
+        sa = tuple(c(v) for v in _ERF["sa"])
+        rb = tuple(c(v) for v in _ERF["rb"])
+        sb = tuple(c(v) for v in _ERF["sb"])
+        T_A, T_B, T_C = c(0.84375), c(1.25), c(1.0 / 0.35)
+        QUARTER, C5625 = c(0.25), c(0.5625)
+
+        @register_jitable
+        def erfc_(x):
+            ax = abs(x)
+            axc = _sel(ax > X_MAX, X_MAX, ax)
+
+            # |x| < 0.84375: erf(x) = x + x*P(z)/Q(z), z = x^2
+            z = x * x
+            nA = pp[0] + z * (pp[1] + z * (pp[2] + z * (pp[3] + z * pp[4])))
+            dA = qq[0] + z * (qq[1] + z * (qq[2] + z * (qq[3] + z * (qq[4] + z * qq[5]))))
+            # 0.84375 <= |x| < 1.25: erf(1 + s) - erx = P(s)/Q(s)
+            s = ax - ONE
+            nB = pa[0] + s * (pa[1] + s * (pa[2] + s * (pa[3] + s * (pa[4] + s * (pa[5] + s * pa[6])))))
+            dB = qa[0] + s * (qa[1] + s * (qa[2] + s * (qa[3] + s * (qa[4] + s * (qa[5] + s * qa[6])))))
+            # |x| >= 1.25: log(x erfc x) + x^2 + 0.5625 = R(1/y)/S(1/y), y = x^2;
+            # multiplied through by y^8 (y^7) to get polynomials in y.
+            y = axc * axc
+            nC = y * (ra[7] + y * (ra[6] + y * (ra[5] + y * (ra[4] + y * (
+                ra[3] + y * (ra[2] + y * (ra[1] + y * ra[0])))))))
+            dC = sa[8] + y * (sa[7] + y * (sa[6] + y * (sa[5] + y * (sa[4] + y * (
+                sa[3] + y * (sa[2] + y * (sa[1] + y)))))))
+            nD = y * (rb[6] + y * (rb[5] + y * (rb[4] + y * (rb[3] + y * (
+                rb[2] + y * (rb[1] + y * rb[0]))))))
+            dD = sb[7] + y * (sb[6] + y * (sb[5] + y * (sb[4] + y * (
+                sb[3] + y * (sb[2] + y * (sb[1] + y))))))
+
+            inA = ax < T_A
+            inB = ax < T_B
+            inC = ax < T_C
+            num = _sel(inA, nA, _sel(inB, nB, _sel(inC, nC, nD)))
+            den = _sel(inA, dA, _sel(inB, dB, _sel(inC, dC, dD)))
+            q = num / den
+
+            resA = _sel(x < QUARTER, ONE - (x + x * q), HALF - (x * q + (x - HALF)))
+            resB = _sel(x > ZERO, one_m_erx - q, ONE + (erx + q))
+
+            # exp(-x^2 - 0.5625 + q) / |x|, divided before the last scaling by a
+            # power of two so that a result in the denormal range is rounded once
+            em, s1, s2, _ = exp_minus_square(axc, q - C5625)
+            e = s1 * ((s2 * (ONE + em)) / axc)
+            resCD = _sel(x > ZERO, e, TWO - e)
+
+            res = _sel(inA, resA, _sel(inB, resB, resCD))
             return _sel(x != x, x, res)
 
     return dict(exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, tanh=tanh_, erfc=erfc_)
