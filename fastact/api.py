@@ -80,13 +80,12 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = self._cpu_kernel(scalars, pass_name, len(numeric)).get(arrays[0].size)
-            kernel(*[flat(a) for a in arrays], *[flat(a) for a in outs.arrays],
+            kernel = self._cpu_kernel(scalars, pass_name, len(numeric))
+            kernel([flat(a) for a in arrays], [flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
 
     def _cpu_kernel(self, scalars, pass_name, nparams):
-        # transcendental ops prefer 512-bit vectors (cpu.jit.prefer_wide_vectors)
         return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental)
 
     def _run_plain(self, pass_name, inputs):
@@ -110,12 +109,12 @@ class ElementwiseOp(Op):
             if dt != _F32 and dt != _F64 or pass_name == "backward_from_output":
                 return None
             choice, numeric = self.spec.bind({})
-            pair = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
-            plan = self._plans[key] = (pair, _kernel_params(numeric, dt),
+            kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
+            plan = self._plans[key] = (kernel, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
-        pair, p, n_out = plan
+        kernel, p, n_out = plan
         outs = [np.empty_like(x) for _ in range(n_out)]
-        pair.get(x.size)(*[a.reshape(-1) for a in inputs], *[o.reshape(-1) for o in outs], p)
+        kernel([a.reshape(-1) for a in inputs], [o.reshape(-1) for o in outs], p)
         return outs[0] if n_out == 1 else tuple(outs)
 
 

@@ -7,7 +7,8 @@ go to a block buffer (compute dtype) that a reassociating helper sums in
 float64 (so the sum vectorizes while the elementwise code keeps strict float
 semantics), one partial sum per block.  With reduction "none" the terms are written out
 instead.  Every write is at the index just read, so the gradient may alias
-the prediction.
+the prediction.  Large gradients of the losses without transcendental terms
+are written with non-temporal stores (``cpu.streaming``).
 
 Row-wise losses (softmax family, nll): rows of a 2-D C-contiguous array, a
 chunk of rows per parallel task; each row is read from memory once, and the
@@ -21,6 +22,7 @@ from numba.extending import register_jitable as jitable
 
 from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar
 from ..cpu.reduce import dot64, scaled_max, sum64
+from ..cpu.streaming import CHUNK_TILES, store_fence, stream_out
 from ..mathlib import exp, log, tanh
 
 BLOCK = 4096
@@ -52,14 +54,16 @@ def _element(fd, n_aux, weighted, nparams, wide):
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
-                         nparams=0, wide=False):
+                         nparams=0, wide=False, stream=False):
     """Loop over flat arrays: p, t (same size), a (aux, e.g. pos_weight), w (weights).
 
     mode "reduce": partial[b] = float64 sum of the terms of block b;
     mode "none": l[i] = term;  mode "skip": no loss.  want_grad: g[i] = grad * scale.
     The flags are compile-time constants (each variant is compiled on first use:
     one variant compiles several times faster than a kernel holding them all).
-    Unused arrays may be empty.  wide: prefer 512-bit vectors.
+    Unused arrays may be empty.  wide: prefer 512-bit vectors.  stream: each
+    block's gradient goes to a buffer in cache that ``stream_out`` writes with
+    non-temporal stores (large gradients; see ``cpu.streaming``).
     """
     elem = _element(fd, n_aux, weighted, nparams, wide)
     reduce_ = mode == "reduce"
@@ -68,31 +72,36 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
         n = p.size
         nb = (n + BLOCK - 1) // BLOCK
-        for b in prange(nb):
-            lo = b * BLOCK
-            hi = min(lo + BLOCK, n)
-            # Block slices indexed from 0: an index i - lo (or i in range(lo, hi))
-            # may be negative as far as Numba knows, and the wraparound it adds
-            # turns the vectorized loads and stores into gathers and scatters.
-            # (unused arrays are empty; their slices are empty too)
-            pb, tb, ab, wb, gb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], g[lo:hi], l[lo:hi]
-            if reduce_:
-                # terms in the compute dtype (a widening store would stop LLVM
-                # from vectorizing the loop); sum64 accumulates them in float64
-                buf = np.empty(hi - lo, p.dtype)
+        for c in prange((nb + CHUNK_TILES - 1) // CHUNK_TILES):
+            # constant-size buffers: Numba allocates them once per thread.
+            # Loss terms stay in the compute dtype (a widening store would stop
+            # LLVM from vectorizing the loop); sum64 accumulates them in float64.
+            terms = np.empty(BLOCK if reduce_ else 0, p.dtype)
+            gbuf = np.empty(BLOCK if stream else 0, p.dtype)
+            for b in range(c * CHUNK_TILES, min(nb, (c + 1) * CHUNK_TILES)):
+                lo = b * BLOCK
+                hi = min(lo + BLOCK, n)
+                # Block slices indexed from 0: an index i - lo (or i in range(lo, hi))
+                # may be negative as far as Numba knows, and the wraparound it adds
+                # turns the vectorized loads and stores into gathers and scatters.
+                # (unused arrays are empty; their slices are empty too)
+                pb, tb, ab, wb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], l[lo:hi]
+                gb = gbuf[:hi - lo] if stream else g[lo:hi]
+                tm = terms[:hi - lo]
                 for i in range(hi - lo):
                     v, d = elem(pb, tb, ab, wb, i, prm)
-                    buf[i] = v
-                    if want_grad:
-                        gb[i] = d * scale
-                partial[b] = sum64(buf)
-            else:
-                for i in range(hi - lo):
-                    v, d = elem(pb, tb, ab, wb, i, prm)
+                    if reduce_:
+                        tm[i] = v
                     if write_l:
                         lb[i] = v
                     if want_grad:
                         gb[i] = d * scale
+                if reduce_:
+                    partial[b] = sum64(tm)
+                if stream:
+                    stream_out(g, lo, gbuf, hi - lo)
+            if stream:
+                store_fence()
     return loss_kernel
 
 
@@ -100,12 +109,12 @@ _ELEMENTWISE: dict = {}
 
 
 def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams,
-                       wide=False) -> KernelPair:
-    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide)
+                       wide=False, stream=False) -> KernelPair:
+    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide, stream)
     pair = _ELEMENTWISE.get(key)
     if pair is None:
         pair = _ELEMENTWISE[key] = KernelPair(
-            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide))
+            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide, stream))
     return pair
 
 

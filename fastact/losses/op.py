@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import api, dispatch
+from ..cpu.streaming import streams
 from ..dispatch import Outputs, dtypes_for, resolve_backend, to_host_array
 from . import kernels
 
@@ -287,8 +288,11 @@ def _run_cpu(spec, call, want_grad, g):
         n_aux = 0 if aux is None else 1
         weighted = w is not None
         mode = "none" if red == "none" else "reduce"
+        # transcendental losses prefer 512-bit vectors, the others stream
+        # large gradients (as the elementwise activations do)
+        stream = want_grad and not spec.transcendental and streams(g.nbytes)
         kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm),
-                                          spec.transcendental).get(n)
+                                          spec.transcendental, stream).get(n)
         empty = np.empty(0, call.compute)
         nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
         partial = np.empty(nb if mode == "reduce" else 0, np.float64)
@@ -343,7 +347,8 @@ def _run_rmse(call, want_grad, g, p, t):
         # d rmse / d p_i = z_i / (n rmse)  (mean)  or  z_i / rmse  (sum); 0 where rmse is 0
         c = 0.0 if value == 0 else 1.0 / (value * (n if call.reduction == "mean" else 1.0))
     if want_grad:
-        kernels.elementwise_kernel(rmse_grad_lg, 0, False, True, "skip", 0).get(n)(
+        kernels.elementwise_kernel(rmse_grad_lg, 0, False, True, "skip", 0,
+                                   stream=streams(g.nbytes)).get(n)(
             p, t, empty, empty, g.reshape(-1), empty, partial, dt(c), ())
     return call.container.wrap(np.array(value, dtype=call.result))
 

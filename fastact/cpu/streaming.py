@@ -1,0 +1,111 @@
+"""Non-temporal ("streaming") stores for kernels whose outputs exceed the caches.
+
+A plain store to a line that is not in cache first reads the line from memory
+(read for ownership), so writing an output array of B bytes moves 2B.  A
+non-temporal store writes whole lines straight to memory: B.  A kernel that
+reads one array and writes two (value and derivative) moves 5 units with plain
+stores and 3 with non-temporal ones; that is what a large ``memcpy`` does.
+
+The kernels compute each tile of at most TILE elements into small buffers that
+stay in the L1/L2 cache, then ``stream_out`` copies each buffer to its output
+with 64-byte non-temporal vector stores (plain stores for the unaligned head
+and tail of the tile).  They are used for outputs of at least STREAM_MIN bytes:
+below that the output is likely read again while still in cache, which a
+non-temporal store would have evicted.
+"""
+import os
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ..mathlib import helper
+
+# Elements per tile: two float64 buffers of TILE elements (64 KiB) stay in L2.
+TILE = 4096
+# Tiles per parallel task; one store fence per task.
+CHUNK_TILES = 32
+_LINE = 64
+
+# Output bytes from which kernels stream their outputs (measured on the
+# development machine: relu value_and_derivative float32 gains from 8 MiB per
+# output, breaks even at 4 MiB and loses below; override with FASTACT_STREAM_MIN).
+STREAM_MIN = int(os.environ.get("FASTACT_STREAM_MIN", str(8 << 20)))
+
+
+def streams(nbytes: int) -> bool:
+    """Whether an output of nbytes is written with non-temporal stores."""
+    return nbytes >= STREAM_MIN
+
+
+@intrinsic
+def _address(typingctx, a, i):
+    """The address of a[i] (a: contiguous 1-d array)."""
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.ptrtoint(builder.gep(arr.data, [args[1]]), ir.IntType(64))
+
+    return types.uint64(a, i), codegen
+
+
+@intrinsic
+def _store_line(typingctx, dst, i, src, j):
+    """dst[i:i + L] = src[j:j + L] as one non-temporal 64-byte store
+    (L = 64 / itemsize; the address of dst[i] must be a multiple of 64)."""
+    def codegen(context, builder, sig, args):
+        dty, _, sty, _ = sig.args
+        d = context.make_array(dty)(context, builder, args[0])
+        s = context.make_array(sty)(context, builder, args[2])
+        elt = context.get_data_type(dty.dtype)
+        size = context.get_abi_sizeof(elt)
+        vec = ir.VectorType(elt, _LINE // size)
+        src_ptr = builder.bitcast(builder.gep(s.data, [args[3]]), vec.as_pointer())
+        dst_ptr = builder.bitcast(builder.gep(d.data, [args[1]]), vec.as_pointer())
+        store = builder.store(builder.load(src_ptr, align=size), dst_ptr, align=_LINE)
+        store.set_metadata("nontemporal", builder.module.add_metadata(
+            [ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.none(dst, i, src, j), codegen
+
+
+_X86 = llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Orders earlier non-temporal stores before every later store (they are
+    weakly ordered; other threads read the output after the kernel).  Costs a
+    wait for the stores in flight: call it once per chunk of tiles."""
+    def codegen(context, builder, sig, args):
+        if _X86:
+            builder.call(builder.module.declare_intrinsic(
+                "llvm.x86.sse.sfence", fnty=ir.FunctionType(ir.VoidType(), [])), [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def stream_out(dst, start, buf, n):
+    """dst[start:start + n] = buf[:n], whole aligned lines with non-temporal stores."""
+    size = buf.itemsize
+    line = _LINE // size
+    addr = _address(dst, start)
+    head = n
+    if addr % size == 0:
+        head = min(n, np.int64((_LINE - addr % _LINE) % _LINE) // size)
+    for k in range(head):
+        dst[start + k] = buf[k]
+    k = head
+    while k + line <= n:
+        _store_line(dst, start + k, buf, k)
+        k += line
+    for j in range(k, n):
+        dst[start + j] = buf[j]
+
+
+stream_out = helper(stream_out)
