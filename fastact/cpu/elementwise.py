@@ -6,8 +6,10 @@ arrays; ``p`` is the tuple of numeric parameters, already in the array's dtype. 
 each output once, at the same index, so outputs may alias inputs.
 
 Outputs of at least ``streaming.STREAM_MIN`` bytes are written by a third
-flavour (``streamed_kernel``): the pass's serial kernel fills cache-resident
-tile buffers that are then copied out with non-temporal stores.
+flavour (``streamed_kernel``): the pass's loop, run serially on one tile at a
+time, fills cache-resident buffers that are then copied out with
+non-temporal stores (``cpu.streaming``); only for ops without transcendental
+functions, which are memory-bound.
 """
 import numpy as np
 from numba import prange
@@ -63,7 +65,6 @@ PASSES = {
     "forward_backward": (forward_backward_kernel, "value_and_derivative", 2, 2),
     "backward_from_output": (backward_from_output_kernel, "derivative_from_output", 2, 1),
 }
-
 
 
 def _uniform(pass_kernel, n_in: int, n_out: int):

@@ -15,7 +15,6 @@ non-temporal store would have evicted.
 """
 import os
 
-import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
@@ -42,12 +41,13 @@ def streams(nbytes: int) -> bool:
 
 @intrinsic
 def _address(typingctx, a, i):
-    """The address of a[i] (a: contiguous 1-d array)."""
+    """The address of a[i] as a signed integer (a: contiguous 1-d array)."""
     def codegen(context, builder, sig, args):
         arr = context.make_array(sig.args[0])(context, builder, args[0])
-        return builder.ptrtoint(builder.gep(arr.data, [args[1]]), ir.IntType(64))
+        return builder.ptrtoint(builder.gep(arr.data, [args[1]]),
+                                context.get_value_type(types.intp))
 
-    return types.uint64(a, i), codegen
+    return types.intp(a, i), codegen
 
 
 @intrinsic
@@ -97,7 +97,7 @@ def stream_out(dst, start, buf, n):
     addr = _address(dst, start)
     head = n
     if addr % size == 0:
-        head = min(n, np.int64((_LINE - addr % _LINE) % _LINE) // size)
+        head = min(n, (_LINE - addr % _LINE) % _LINE // size)
     for k in range(head):
         dst[start + k] = buf[k]
     k = head
