@@ -16,10 +16,16 @@ from fastact.cpu import elementwise as cpu_elementwise
 from fastact.cpu import streaming
 from fastact.cpu.jit import JIT_OPTIONS, PARALLEL_MIN
 
-# The streamed template depends on the pass (its inputs and outputs), not on
-# the op: every pass of ops without, with one and with two parameters.
-STREAMED = ["relu", "leaky_relu", "threshold"]
-assert not any(fa.REGISTRY[n].transcendental for n in STREAMED)
+# The streamed template depends on the pass (its inputs and outputs) and the
+# dtype (elements per line), not on the op: every pass of ops without, with
+# one and with two parameters, each dtype at least twice (compiling is what
+# these tests spend their time on).
+STREAMED = [("relu", np.float32), ("relu", np.float64), ("leaky_relu", np.float32),
+            ("threshold", np.float64)]
+assert not any(fa.REGISTRY[n].transcendental for n, _ in STREAMED)
+LOSSES = [("mse", np.float32), ("mse", np.float64), ("hinge", np.float32),
+          ("hinge", np.float64), ("l1", np.float32), ("huber", np.float64),
+          ("rmse", np.float32)]
 N = 3 * streaming.TILE * streaming.CHUNK_TILES + 1037    # several chunks, a partial tile
 assert N >= PARALLEL_MIN
 
@@ -60,8 +66,7 @@ def test_stream_out_writes_exactly_the_range(dtype):
                 np.testing.assert_array_equal(dst, want, err_msg=f"{offset=} {start=} {n=}")
 
 
-@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-@pytest.mark.parametrize("name", STREAMED)
+@pytest.mark.parametrize("name,dtype", STREAMED, ids=[f"{n}-{d.__name__}" for n, d in STREAMED])
 def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
     choice = None
     spec = fa.REGISTRY[name]
@@ -100,8 +105,7 @@ def test_streamed_output_may_alias_input(stream_all, rng):
     np.testing.assert_array_equal(dy, want)
 
 
-@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-@pytest.mark.parametrize("name", ["mse", "l1", "huber", "hinge", "rmse"])
+@pytest.mark.parametrize("name,dtype", LOSSES, ids=[f"{n}-{d.__name__}" for n, d in LOSSES])
 def test_streamed_loss_gradients_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
     loss = getattr(fa, name)
     p = rng.standard_normal(N).astype(dtype)
