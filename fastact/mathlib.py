@@ -8,7 +8,21 @@ they work on NumPy scalars and keep their dtype.
 
 ``chop`` is a bit operation, not math: it lets definitions split a value into
 halves whose products are exact (double-word arithmetic that FMA contraction
-cannot spoil).  Its one lowering serves every target.
+cannot spoil).  Its one implementation (a bit mask) serves every target.
+
+Targets.  Every function here, and every function an op definition marks
+with ``jitable`` or ``helper``, has one overload per target, and none of them
+is inlined at Numba IR level (``inline="always"``): LLVM inlines them
+(``forceinline``).  Numba shares per-function typing state across targets:
+its inlining pass takes an IR-inlined implementation from any template of the
+function, whatever its target, so a CPU overload inlined at IR level was
+inlined into CUDA kernels too (the CPU's polynomial exp in a CUDA kernel,
+which then fails to type: ``add(omitted(default=Undefined), ...)``); and
+Numba's IR inliner run on numba-cuda's IR made inlined code read a variable
+before its last assignment (log_softmax's ``log(s)`` compiled to ``log(0)``).
+``always_inline`` (IR-level inlining) is for CPU-only kernel code.  The CUDA
+overloads are registered by ``fastact.cuda`` when its target loads
+(``register_cuda``).
 
 Op definitions must never write a bare float or int literal next to an
 argument: Numba types ``0.5`` as float64 and would silently promote float32
@@ -17,20 +31,59 @@ math.  ``lit(x, 0.5)`` gives the constant in ``x``'s type.
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic, overload, register_jitable
+from numba.extending import intrinsic, overload
+
+# Functions waiting for the CUDA target (registered by register_cuda), and
+# the registrar once it has run.
+_CUDA_PENDING: list = []
+_cuda_registrar = None
+
+
+def overload_as_itself(fn, target, **options):
+    """Overload fn on ``target`` with its own body (register_jitable for one target)."""
+    def typer(*args, **kwargs):
+        return fn
+    overload(fn, target=target, strict=False, **options)(typer)
+
+
+def _per_target(fn, **cpu_options):
+    """Overload fn on the CPU now and on the CUDA target when that loads."""
+    overload_as_itself(fn, "cpu", **cpu_options)
+    if _cuda_registrar is None:
+        _CUDA_PENDING.append(fn)
+    else:
+        _cuda_registrar(fn)
+    return fn
+
+
+def register_cuda(registrar, overloads):
+    """Called by ``fastact.cuda`` once: ``registrar(fn)`` overloads fn for the CUDA
+    target, now for the functions defined so far and later for new ones;
+    ``overloads(name, typer)`` registers the CUDA typers of ``lit`` and ``chop``."""
+    global _cuda_registrar
+    for name, typer in CUDA_OVERLOADS.items():
+        overloads(name, typer)
+    _cuda_registrar = registrar
+    while _CUDA_PENDING:
+        registrar(_CUDA_PENDING.pop())
+
+
+def jitable(fn):
+    """Register fn as a function callable from kernels of every target."""
+    return _per_target(fn)
 
 
 def always_inline(fn):
-    """Register fn as a jitable function that Numba inlines at IR level.
+    """Register fn for CPU kernels only, inlined at Numba IR level.
 
-    Op definitions and their helpers use it so that each kernel is one loop
+    Kernel templates and their adapters use it so that each kernel is one loop
     body LLVM can vectorize (a helper left as a call inside the loop blocks
-    that).  Each function needs its own ``register_jitable(inline="always")``
-    call: Numba pops ``inline`` from the decorator's keyword dict, so a
-    decorator object reused for a second function silently registers it as
-    inline="never".
+    that).  CUDA code must not call fn: Numba's inlining pass looks for inlined
+    implementations in every template of a function, whatever its target, so
+    an IR-inlined CPU overload would be inlined into CUDA kernels as well.
     """
-    return register_jitable(inline="always")(fn)
+    overload_as_itself(fn, "cpu", inline="always")
+    return fn
 
 
 def helper(fn):
@@ -42,7 +95,7 @@ def helper(fn):
     Numba IR level instead (always_inline) costs much more compile time when
     such calls nest.
     """
-    return register_jitable(forceinline=True)(fn)
+    return _per_target(fn, jit_options={"forceinline": True})
 
 
 def lit(x, value):
@@ -50,7 +103,6 @@ def lit(x, value):
     return type(x)(value)
 
 
-@overload(lit, inline="always")
 def _lit_overload(x, value):
     if isinstance(x, types.Float):
         ty = x
@@ -91,13 +143,17 @@ def _chop_bits(typingctx, x):
     return x(x), codegen
 
 
-@overload(chop, target="generic", inline="always")
 def _chop_overload(x):
     if x in _CHOP:
         def impl(x):
             return _chop_bits(x)
         return impl
     return None
+
+
+overload(lit, target="cpu", jit_options={"forceinline": True})(_lit_overload)
+overload(chop, target="cpu", jit_options={"forceinline": True})(_chop_overload)
+CUDA_OVERLOADS = {"lit": _lit_overload, "chop": _chop_overload}
 
 
 def _np1(fn):

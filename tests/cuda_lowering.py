@@ -9,6 +9,14 @@ and float32 kernels hold no float64 arithmetic (no ``fpext`` and no ``double``
 operations in their LLVM IR).  It does not run NVVM (PTX generation) or the
 kernels: that needs a GPU machine (ci/gpu_check.sh).
 
+``--cpu-first`` first runs every selected op on the CPU backend (every pass,
+each dtype checked, small inputs, kernels compiled in this process): Numba
+keeps some per-function typing state across targets, and a CUDA kernel must
+compile the same after the CPU has compiled the same scalars (an overload
+inlined at Numba IR level on the CPU was once inlined into CUDA kernels too).
+Set NUMBA_CACHE_DIR to an empty folder so that the CPU kernels compile rather
+than load from the cache.
+
 Prints one line per kernel and "lowering: N kernels ok, M failed"; exits 1 on
 any failure.
 """
@@ -49,6 +57,26 @@ def float64_ops(ir):
     return sorted(bad)
 
 
+def run_on_cpu(only, dtypes):
+    """Every pass of the selected ops on the CPU backend, small example inputs."""
+    import numpy as np
+
+    from fastact.bench.workloads import make_workload, variants_of
+    from fastact.registry import REGISTRY
+    for spec in REGISTRY.values():
+        if only and spec.name not in only:
+            continue
+        for variant in variants_of(spec):
+            for pass_name in spec.passes:
+                for dt in dtypes:
+                    w = make_workload(spec.name, pass_name, 64, np.dtype(dt).name, variant)
+                    op = getattr(__import__("fastact"), spec.name)
+                    f = op if pass_name == "forward" else getattr(op, pass_name)
+                    with np.errstate(all="ignore"):
+                        f(*w.args, backend="cpu", **w.kwargs)
+    print("cpu: every selected pass ran")
+
+
 def main(argv):
     _patch()
     import numpy as np
@@ -62,11 +90,13 @@ def main(argv):
 
     assert not core.SIM
     quick = "--quick" in argv      # float32 only, the passes that call every scalar
-    only = set(argv) - {"--quick"}
+    only = set(argv) - {"--quick", "--cpu-first"}
     dtypes = ((np.float32, types.float32),) if quick else (
         (np.float32, types.float32), (np.float64, types.float64))
     quick_passes = ("forward_backward",)
     ok = failed = 0
+    if "--cpu-first" in argv:
+        run_on_cpu(only, [dt for dt, _ in dtypes])
 
     def check(label, pyfunc, argtypes, f32):
         nonlocal ok, failed

@@ -851,14 +851,15 @@ def test_unsupported_kinds_raise_not_implemented():
 
 # ------------------------------------------------------------ real-GPU lowering
 
-def test_kernels_lower_for_the_cuda_target():
+def test_kernels_lower_for_the_cuda_target(tmp_path):
     """Every kernel types and lowers for the real CUDA target (no GPU, no NVVM needed),
-    float32 kernels without float64 arithmetic.  Quick subset; the full set runs in
-    ci/gpu_check.sh."""
+    float32 kernels without float64 arithmetic, after the same ops have been
+    compiled for the CPU in the same process (an empty Numba cache, so that they
+    compile there).  Quick subset; the full set runs in ci/gpu_check.sh."""
     script = os.path.join(os.path.dirname(__file__), "cuda_lowering.py")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
-    r = subprocess.run([sys.executable, script, "--quick"], capture_output=True, text=True,
-                       env=env, timeout=600)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, script, "--quick", "--cpu-first"], capture_output=True,
+                       text=True, env=env, timeout=1200)
     tail = (r.stdout + r.stderr)[-3000:]
     if "Compute Capability" in tail or "No module named 'numba.cuda.compiler'" in tail:
         pytest.skip("numba-cuda front end unavailable: " + tail[-300:])

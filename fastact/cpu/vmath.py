@@ -465,7 +465,10 @@ _IMPLS = {types.float32: _build(np.float32), types.float64: _build(np.float64)}
 
 
 def _register(name):
-    @overload(getattr(mathlib, name), target="cpu", inline="always")
+    # LLVM-level inlining (forceinline), not Numba-IR inlining: an IR-inlined
+    # overload of a function that CUDA kernels call too would be inlined into
+    # them (fastact.mathlib, "Targets").
+    @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
     def _ov(x):
         impls = _IMPLS.get(x)
         if impls is None:

@@ -12,11 +12,13 @@ LLVM ``nnan``/``ninf`` and flush-to-zero, which break the NaN/inf/denormal
 semantics.
 
 Under the CUDA simulator the plain Python bodies of ``fastact.mathlib`` run
-instead, and this module registers nothing.  ``mathlib.lit`` has a generic
-overload (``isinstance(x, types.Float)`` -> ``ty(value)``), which the CUDA
-target uses as is: ``tests/cuda_lowering.py`` compiles every kernel for the
-CUDA target (no GPU needed) and checks that float32 kernels hold no float64
-arithmetic.
+instead, and this module registers nothing.  ``register`` also gives the
+CUDA target its own overloads of ``mathlib.lit``, ``mathlib.chop`` and of
+every function marked ``jitable`` or ``helper`` (``mathlib.register_cuda``).
+Every overload here is a device function marked ``forceinline`` (inlined by
+NVVM), never inlined at Numba IR level: see ``fastact.mathlib`` for why.
+``tests/cuda_lowering.py`` compiles every kernel for the CUDA target (no GPU
+needed) and checks that float32 kernels hold no float64 arithmetic.
 """
 from numba import types
 from numba.cuda import libdevice
@@ -35,10 +37,11 @@ _LIBDEVICE = {
 }
 
 _registered = False
+_OPTIONS = {"jit_options": {"forceinline": True}}
 
 
 def _register(name, f32, f64):
-    @overload(getattr(mathlib, name), target="cuda", inline="always")
+    @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
     def _ov(x):
         if x == types.float32:
             def impl32(x):
@@ -62,4 +65,7 @@ def register():
         raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
+    mathlib.register_cuda(
+        lambda fn: mathlib.overload_as_itself(fn, "cuda", **_OPTIONS),
+        lambda name, typer: overload(getattr(mathlib, name), target="cuda", **_OPTIONS)(typer))
     _registered = True

@@ -6,8 +6,8 @@ geglu = gelu(a) * b.  ``extra["act"]`` is the half that goes through the
 activation.  Kernels are in ``fastact.cpu.axis_kernels``.
 """
 import numpy as np
-from numba.extending import register_jitable
 
+from ..mathlib import jitable
 from ..registry import REGISTRY, OpSpec, Param, register
 
 AXIS = Param("axis", -1, kernel=False)
@@ -100,7 +100,7 @@ register(OpSpec(
 
 # ------------------------------------------------------------ maxout, argmax
 
-@register_jitable
+@jitable
 def best_of(x, r, i, n):
     """(max, index of it) of x[r, :n, i]: NaN counts as the largest value and the
     first of equal maxima wins (torch.max, np.argmax).  Shared by both targets."""

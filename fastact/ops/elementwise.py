@@ -12,9 +12,8 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from numba.extending import register_jitable as jitable
 
-from ..mathlib import chop, erfc, exp, expm1, lit, log1p
+from ..mathlib import chop, erfc, exp, expm1, jitable, lit, log1p
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
 
