@@ -40,6 +40,16 @@ THREADS = 8 if SIM else 256
 _max_blocks = None
 
 
+def jit(fn, threads: int = None):
+    """``cuda.jit(fn)``; on a GPU, with launch bounds of ``threads`` per block,
+    so that the compiler keeps the registers within what a block of that size
+    may use (65536 per SM: 64 per thread at 1024 threads; a kernel over that
+    fails to launch with CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES)."""
+    if threads is None or SIM:
+        return cuda.jit(fn)
+    return cuda.jit(fn, launch_bounds=threads)
+
+
 def max_blocks() -> int:
     """Blocks of a grid-stride launch: enough to fill the device, no more."""
     global _max_blocks

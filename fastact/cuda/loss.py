@@ -61,10 +61,10 @@ def _nbtype(dtype):
     return types.float32 if np.dtype(dtype) == np.float32 else types.float64
 
 
-def _cached(key, make):
+def _cached(key, make, threads=None):
     k = _KERNELS.get(key)
     if k is None:
-        k = _KERNELS[key] = cuda.jit(make())
+        k = _KERNELS[key] = core.jit(make(), threads)
     return k
 
 
@@ -387,7 +387,7 @@ def check_unit_range(a, out):
 def row_kernel(family, dtype, want_grad, write_rows, **flags):
     key = (family, np.dtype(dtype), want_grad, write_rows, tuple(sorted(flags.items())))
     make = {"sparse": sparse_template, "dense": dense_template, "nll": nll_template}[family]
-    return _cached(key, lambda: make(dtype, want_grad, write_rows, **flags))
+    return _cached(key, lambda: make(dtype, want_grad, write_rows, **flags), ROW_THREADS)
 
 
 # ------------------------------------------------------------ preparing a call
