@@ -71,8 +71,16 @@ def _require_available(name: str) -> None:
     if name not in available_backends():
         raise RuntimeError(f"backend {name!r} is not available here; available backends: "
                            f"{available_backends()}"
-                           + (" (install numba-cuda and use a machine with an NVIDIA GPU, "
-                              "or set NUMBA_ENABLE_CUDASIM=1)" if name == "cuda" else ""))
+                           + (f" (cuda: {_cuda_reason()}; it needs numba-cuda and an NVIDIA "
+                              "GPU, or NUMBA_ENABLE_CUDASIM=1)" if name == "cuda" else ""))
+
+
+def _cuda_reason() -> str:
+    try:
+        from . import cuda as _cuda
+    except Exception as e:  # pragma: no cover - broken install
+        return f"fastact.cuda failed to import ({type(e).__name__}: {e})"
+    return _cuda.unavailable_reason() or "available"
 
 
 def is_device_array(x) -> bool:

@@ -1,5 +1,6 @@
 """Elementwise activations: every op of the registry, every pass, both float dtypes."""
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -296,6 +297,27 @@ def test_errors():
         fa.relu(x, out=ro)
     with pytest.raises(NotImplementedError):
         fa.gelu.backward_from_output(x, x)
+
+
+def test_unavailable_cuda_backend_says_why(monkeypatch):
+    from fastact import cuda as fcuda
+    monkeypatch.setattr(fcuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(fcuda, "_numba_cuda", lambda: None)
+    assert "cuda" not in fa.available_backends()
+    with pytest.raises(RuntimeError, match="numba-cuda is not installed"):
+        fa.relu(np.ones(3), backend="cuda")
+
+    class Driver:                  # a GPU, but numba-cuda cannot load its CUDA target
+        @staticmethod
+        def is_available():
+            return True
+
+    monkeypatch.setattr(fcuda, "_numba_cuda", lambda: Driver)
+    monkeypatch.setitem(sys.modules, "numba.cuda.cudaimpl", None)
+    assert "cannot load its CUDA target" in fcuda.unavailable_reason()
+    assert fcuda.device_info()["available"] is False
+    with pytest.raises(RuntimeError, match="cannot load its CUDA target"):
+        fa.set_backend("cuda")
 
 
 # ------------------------------------------------------------ vectorization

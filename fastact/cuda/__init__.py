@@ -57,17 +57,32 @@ def _numba_cuda():
     return cuda
 
 
-def is_available() -> bool:
-    """numba-cuda importable and a GPU usable, or the CUDA simulator is on."""
+def unavailable_reason() -> str | None:
+    """Why the cuda backend cannot run here, or None when it can."""
     cuda = _numba_cuda()
     if cuda is None:
-        return False
+        return "numba-cuda is not installed"
     if simulator_enabled():
-        return True
+        return None
     try:
-        return bool(cuda.is_available())
-    except Exception:
-        return False
+        if not cuda.is_available():
+            return "no usable CUDA GPU (driver and device)"
+    except Exception as e:
+        return f"no usable CUDA GPU ({type(e).__name__}: {e})"
+    # numba-cuda loads its CUDA lowering (kernels, NumPy support) lazily, at the
+    # first compilation; a numba-cuda that does not support the installed NumPy
+    # fails there (numba-cuda 0.30 with NumPy 2.5: np.row_stack is gone).
+    try:
+        import numba.cuda.cudaimpl  # noqa: F401
+    except Exception as e:
+        return (f"numba-cuda cannot load its CUDA target ({type(e).__name__}: {e}); "
+                "install a numba-cuda release that supports this NumPy, or an older NumPy")
+    return None
+
+
+def is_available() -> bool:
+    """numba-cuda importable and a GPU usable, or the CUDA simulator is on."""
+    return unavailable_reason() is None
 
 
 def device_info() -> dict:
@@ -79,8 +94,9 @@ def device_info() -> dict:
         return {"available": True, "name": "simulator", "simulator": True,
                 "compute_capability": tuple(cuda.get_current_device().compute_capability),
                 "memory_total": None, "memory_free": None, "multiprocessors": None}
-    if not is_available():
-        return {"available": False, "reason": "no usable CUDA GPU"}
+    reason = unavailable_reason()
+    if reason is not None:
+        return {"available": False, "reason": reason}
     dev = cuda.get_current_device()
     name = dev.name
     if isinstance(name, bytes):
