@@ -18,6 +18,7 @@ missing from it is skipped for that peer with a note.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -553,6 +554,9 @@ class JaxTarget(Target):
         self.device = device
 
     def _modules(self):
+        # XLA takes 75% of the GPU's memory at its first use unless told not to;
+        # fastact's and torch's buffers share the device with it here.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         try:
             import jax
             import jax.numpy as jnp
