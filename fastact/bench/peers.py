@@ -590,9 +590,14 @@ class JaxTarget(Target):
         primals = peer.primals
         pass_name = w.pass_name
 
+        # positional arguments that are not arrays (maxout's pieces) stay Python
+        # values: traced, they could not give shapes
+        inputs = [v for i, v in enumerate(w.args) if i != cot_i]
+        static_pos = {i: v for i, v in enumerate(inputs) if not isinstance(v, np.ndarray)}
+
         def g(a, cot, akw):
             def f(*p):
-                full = list(a)
+                full = [static_pos.get(i, v) for i, v in enumerate(a)]
                 for j, v in zip(primals, p):
                     full[j] = v
                 return peer.jax(m, *full, **static_kw, **akw)
@@ -604,7 +609,7 @@ class JaxTarget(Target):
         jg = jax.jit(g)
 
         def make_set():
-            a = [conv(v) for i, v in enumerate(w.args) if i != cot_i]
+            a = [None if i in static_pos else conv(v) for i, v in enumerate(inputs)]
             cot = conv(w.args[cot_i]) if cot_i is not None else None
             return {"args": a, "cot": cot}
 
