@@ -20,11 +20,16 @@ _default_backend = contextvars.ContextVar("fastact_backend", default=_env_backen
 # ----------------------------------------------------------------- backends
 
 def cuda_available() -> bool:
+    return _cuda_reason() is None
+
+
+def _cuda_reason() -> str | None:
+    """Why the cuda backend cannot run here, or None when it can."""
     try:
         from . import cuda as _cuda
-    except ImportError:
-        return False
-    return _cuda.is_available()
+    except Exception as e:  # pragma: no cover - broken install
+        return f"fastact.cuda failed to import ({type(e).__name__}: {e})"
+    return _cuda.unavailable_reason()
 
 
 def available_backends() -> list[str]:
@@ -74,13 +79,6 @@ def _require_available(name: str) -> None:
                            + (f" (cuda: {_cuda_reason()}; it needs numba-cuda and an NVIDIA "
                               "GPU, or NUMBA_ENABLE_CUDASIM=1)" if name == "cuda" else ""))
 
-
-def _cuda_reason() -> str:
-    try:
-        from . import cuda as _cuda
-    except Exception as e:  # pragma: no cover - broken install
-        return f"fastact.cuda failed to import ({type(e).__name__}: {e})"
-    return _cuda.unavailable_reason() or "available"
 
 
 def is_device_array(x) -> bool:

@@ -33,44 +33,43 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-# Functions waiting for the CUDA target (registered by register_cuda), and
-# the registrar once it has run.
+_FORCEINLINE = {"forceinline": True}
+
+# (function, typer) pairs waiting for the CUDA target, and the registrar once
+# fastact.cuda has loaded it.
 _CUDA_PENDING: list = []
 _cuda_registrar = None
 
 
-def overload_as_itself(fn, target, **options):
-    """Overload fn on ``target`` with its own body (register_jitable for one target)."""
+def _itself(fn):
     def typer(*args, **kwargs):
         return fn
-    overload(fn, target=target, strict=False, **options)(typer)
+    return typer
 
 
-def _per_target(fn, **cpu_options):
-    """Overload fn on the CPU now and on the CUDA target when that loads."""
-    overload_as_itself(fn, "cpu", **cpu_options)
+def _per_target(fn, typer, **cpu_options):
+    """Overload fn with ``typer`` on the CPU now and on the CUDA target when that
+    loads (``register_jitable``, one overload per target)."""
+    overload(fn, target="cpu", strict=False, **cpu_options)(typer)
     if _cuda_registrar is None:
-        _CUDA_PENDING.append(fn)
+        _CUDA_PENDING.append((fn, typer))
     else:
-        _cuda_registrar(fn)
+        _cuda_registrar(fn, typer)
     return fn
 
 
-def register_cuda(registrar, overloads):
-    """Called by ``fastact.cuda`` once: ``registrar(fn)`` overloads fn for the CUDA
-    target, now for the functions defined so far and later for new ones;
-    ``overloads(name, typer)`` registers the CUDA typers of ``lit`` and ``chop``."""
+def register_cuda(registrar):
+    """Called by ``fastact.cuda`` once: ``registrar(fn, typer)`` overloads fn for
+    the CUDA target, now for the functions defined so far and later for new ones."""
     global _cuda_registrar
-    for name, typer in CUDA_OVERLOADS.items():
-        overloads(name, typer)
     _cuda_registrar = registrar
     while _CUDA_PENDING:
-        registrar(_CUDA_PENDING.pop())
+        registrar(*_CUDA_PENDING.pop())
 
 
 def jitable(fn):
     """Register fn as a function callable from kernels of every target."""
-    return _per_target(fn)
+    return _per_target(fn, _itself(fn))
 
 
 def always_inline(fn):
@@ -82,7 +81,7 @@ def always_inline(fn):
     implementations in every template of a function, whatever its target, so
     an IR-inlined CPU overload would be inlined into CUDA kernels as well.
     """
-    overload_as_itself(fn, "cpu", inline="always")
+    overload(fn, target="cpu", strict=False, inline="always")(_itself(fn))
     return fn
 
 
@@ -95,7 +94,7 @@ def helper(fn):
     Numba IR level instead (always_inline) costs much more compile time when
     such calls nest.
     """
-    return _per_target(fn, jit_options={"forceinline": True})
+    return _per_target(fn, _itself(fn), jit_options=_FORCEINLINE)
 
 
 def lit(x, value):
@@ -151,9 +150,8 @@ def _chop_overload(x):
     return None
 
 
-overload(lit, target="cpu", jit_options={"forceinline": True})(_lit_overload)
-overload(chop, target="cpu", jit_options={"forceinline": True})(_chop_overload)
-CUDA_OVERLOADS = {"lit": _lit_overload, "chop": _chop_overload}
+_per_target(lit, _lit_overload, jit_options=_FORCEINLINE)
+_per_target(chop, _chop_overload, jit_options=_FORCEINLINE)
 
 
 def _np1(fn):

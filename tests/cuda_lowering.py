@@ -61,16 +61,16 @@ def run_on_cpu(only, dtypes):
     """Every pass of the selected ops on the CPU backend, small example inputs."""
     import numpy as np
 
+    import fastact as fa
     from fastact.bench.workloads import make_workload, variants_of
-    from fastact.registry import REGISTRY
-    for spec in REGISTRY.values():
+    for spec in fa.REGISTRY.values():
         if only and spec.name not in only:
             continue
         for variant in variants_of(spec):
             for pass_name in spec.passes:
                 for dt in dtypes:
                     w = make_workload(spec.name, pass_name, 64, np.dtype(dt).name, variant)
-                    op = getattr(__import__("fastact"), spec.name)
+                    op = getattr(fa, spec.name)
                     f = op if pass_name == "forward" else getattr(op, pass_name)
                     with np.errstate(all="ignore"):
                         f(*w.args, backend="cpu", **w.kwargs)

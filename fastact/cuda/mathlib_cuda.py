@@ -66,6 +66,5 @@ def register():
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
     mathlib.register_cuda(
-        lambda fn: mathlib.overload_as_itself(fn, "cuda", **_OPTIONS),
-        lambda name, typer: overload(getattr(mathlib, name), target="cuda", **_OPTIONS)(typer))
+        lambda fn, typer: overload(fn, target="cuda", strict=False, **_OPTIONS)(typer))
     _registered = True
