@@ -86,7 +86,8 @@ class ElementwiseOp(Op):
         return outs.finish()
 
     def _cpu_kernel(self, scalars, pass_name, nparams):
-        return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental)
+        return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental,
+                                     self.spec.interleave)
 
     def _run_plain(self, pass_name, inputs):
         """The common call, with little Python work: NumPy float32/float64

@@ -67,6 +67,9 @@ class OpSpec:
     domain: tuple = (-20.0, 20.0)
     # True if the definition calls exp/log/tanh/erfc (vectorization is checked).
     transcendental: bool = False
+    # Vector iterations the CPU kernels' loops interleave (``cpu.jit.KernelPair``;
+    # 0: LLVM's choice).
+    interleave: int = 0
     # Public passes (method names; "forward" is calling the op).
     passes: tuple = ("forward", "value_and_derivative", "backward", "forward_backward")
     # example(pass_name, size, dtype, rng) -> (args, kwargs): valid arguments for that

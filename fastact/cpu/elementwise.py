@@ -122,9 +122,10 @@ class PassKernel:
 
     __slots__ = ("_streamed", "n_in", "n_out", "pair", "pyfunc", "stream")
 
-    def __init__(self, pyfunc, n_in: int, n_out: int, stream: bool = True):
+    def __init__(self, pyfunc, n_in: int, n_out: int, stream: bool = True,
+                 interleave: int = 0):
         self.pyfunc = pyfunc
-        self.pair = KernelPair(pyfunc)
+        self.pair = KernelPair(pyfunc, interleave=interleave)
         self.n_in, self.n_out = n_in, n_out
         self.stream = stream
         self._streamed = None
@@ -147,7 +148,8 @@ class PassKernel:
 _KERNELS: dict = {}
 
 
-def kernel(scalars, pass_name: str, nparams: int, transcendental: bool = False) -> PassKernel:
+def kernel(scalars, pass_name: str, nparams: int, transcendental: bool = False,
+           interleave: int = 0) -> PassKernel:
     """The kernels of one pass of one Scalars record.
 
     Transcendental ops prefer 512-bit vectors (``jit.prefer_wide_vectors``);
@@ -156,11 +158,11 @@ def kernel(scalars, pass_name: str, nparams: int, transcendental: bool = False) 
     sigmoid value_and_derivative, whose arithmetic overlaps the plain stores,
     goes 9.9 -> 13.5 ms.
     """
-    key = (id(scalars), pass_name, transcendental)
+    key = (id(scalars), pass_name, transcendental, interleave)
     k = _KERNELS.get(key)
     if k is None:
         template, which, n_in, n_out = PASSES[pass_name]
         scalar = inline_scalar(getattr(scalars, which), nparams, wide=transcendental)
         k = _KERNELS[key] = PassKernel(template(scalar), n_in, n_out,
-                                       stream=not transcendental)
+                                       stream=not transcendental, interleave=interleave)
     return k

@@ -1,12 +1,16 @@
 """Compilation settings shared by every CPU kernel, and the serial/parallel pair."""
+import contextlib
 import functools
 import hashlib
 import os
 import pathlib
 import types
 
+from llvmlite import binding as llvm
 from numba import njit
 from numba import types as nbtypes
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
 from ..mathlib import always_inline
@@ -42,16 +46,60 @@ def source_token() -> str:
     return h.hexdigest()[:12]
 
 
+@contextlib.contextmanager
+def _forced_interleave(count: int):
+    """LLVM's loop vectorizer interleaves count vector iterations per loop trip
+    while this is active (0: its own choice, the default).  The option is
+    process-wide; Numba's compiler lock keeps other compilations out."""
+    with global_compiler_lock:
+        llvm.set_option("fastact", f"-force-vector-interleave={count}")
+        try:
+            yield
+        finally:
+            llvm.set_option("fastact", "-force-vector-interleave=0")
+
+
+class InterleavingDispatcher(CPUDispatcher):
+    """A CPU dispatcher whose compilations interleave vectorized loops
+    ``interleave`` times (see ``KernelPair``)."""
+
+    interleave = 0
+
+    def compile(self, sig):
+        with _forced_interleave(self.interleave):
+            return super().compile(sig)
+
+
+def _jit(pyfunc, parallel: bool, interleave: int, options: dict):
+    if not interleave:
+        return njit(parallel=parallel, **options)(pyfunc)
+    targetoptions = {k: v for k, v in options.items() if k != "cache"}
+    disp = InterleavingDispatcher(py_func=pyfunc, locals={}, targetoptions={
+        **targetoptions, "parallel": parallel, "nopython": True, "boundscheck": None})
+    disp.interleave = interleave
+    if options.get("cache"):
+        disp.enable_caching()
+    return disp
+
+
 class KernelPair:
-    """A kernel compiled lazily in two flavours: serial and parallel."""
+    """A kernel compiled lazily in two flavours: serial and parallel.
 
-    __slots__ = ("_pyfunc", "_options", "_serial", "_parallel")
+    interleave: LLVM interleaves that many vector iterations in each trip of
+    the kernel's vectorized loops (0: LLVM's choice, which is 1 for large loop
+    bodies).  The polynomial exp/log/erfc of the transcendental ops form one
+    long dependency chain per vector; a single chain leaves the FP units idle
+    while it waits on latency, and independent chains side by side fill them.
+    """
 
-    def __init__(self, pyfunc, **options):
+    __slots__ = ("_pyfunc", "_options", "_serial", "_parallel", "_interleave")
+
+    def __init__(self, pyfunc, interleave: int = 0, **options):
         self._pyfunc = pyfunc
         self._options = {**JIT_OPTIONS, **options}
         self._serial = None
         self._parallel = None
+        self._interleave = interleave
 
     def _compile(self, parallel: bool):
         # Numba's on-disk cache keys on the function's qualified name and
@@ -60,8 +108,9 @@ class KernelPair:
         twin = types.FunctionType(f.__code__, f.__globals__, f.__name__,
                                   f.__defaults__, f.__closure__)
         flavour = "parallel" if parallel else "serial"
-        twin.__qualname__ = f"{f.__qualname__}.{flavour}_{source_token()}"
-        return njit(parallel=parallel, **self._options)(twin)
+        twin.__qualname__ = (f"{f.__qualname__}.{flavour}{self._interleave or ''}"
+                             f"_{source_token()}")
+        return _jit(twin, parallel, self._interleave, self._options)
 
     def get(self, size: int):
         if size >= PARALLEL_MIN:
