@@ -3,10 +3,14 @@
     python bench/acceptance.py [--quick] [--only elementwise,rowwise,small,losses,startup]
 
 Uses the method of ``fastact.bench`` (median of repeats after a separate first
-call, rotating inputs, bytes = inputs read once + outputs written once) and
-the parallel copy bandwidth measured at the start of the same run.  fastact
-writes into preallocated ``out=`` buffers (as a training loop does); the NumPy
-baseline allocates its results, as NumPy code does.
+call, rotating inputs, bytes = inputs read once + outputs written once).  The
+copies each figure is compared with move the same number of bytes and are
+timed in alternation with the kernel (kernel, memcpy, store-through copy,
+kernel, ...), so that a change of the machine's memory bandwidth during the
+run (other tenants of a shared machine) moves both sides of the ratio; the
+ratio is median copy time over median kernel time.  fastact writes into
+preallocated ``out=`` buffers (as a training loop does); the NumPy baseline
+allocates its results, as NumPy code does.
 """
 import argparse
 import os
@@ -19,7 +23,7 @@ from numba import njit, prange
 
 import fastact as fa
 from fastact.bench import machine
-from fastact.bench.timing import call_bytes, measure
+from fastact.bench.timing import Timing, call_bytes, measure, median
 
 RNG = np.random.default_rng(0)
 
@@ -45,10 +49,50 @@ def store_through_bandwidth(nbytes=256 << 20, repeats=7):
     return 2 * a.nbytes / float(np.median(ts)) / 1e9
 
 
+class CopyPair:
+    """Timings of the two parallel copies of nbytes (half read, half written)."""
+
+    def __init__(self, nbytes):
+        n = max(1, nbytes // 16)
+        self.src, self.dst = np.ones(n), np.empty(n)
+        machine._copy(self.dst, self.src)
+        _store_through_copy(self.dst, self.src, 1.0)
+        self.memcpy, self.through = [], []
+
+    def run(self):
+        import time
+        t0 = time.perf_counter()
+        machine._copy(self.dst, self.src)
+        t1 = time.perf_counter()
+        _store_through_copy(self.dst, self.src, 1.0)
+        t2 = time.perf_counter()
+        self.memcpy.append(t1 - t0)
+        self.through.append(t2 - t1)
+
+
 def _time(fn, sets, repeats):
     timing, result = measure(lambda i: fn(*sets[i % len(sets)]), n_sets=len(sets),
                              repeats=repeats)
     return timing, result
+
+
+def _time_paired(fn, sets, repeats, copies):
+    """Like _time (first call apart, one warm-up, rotating sets; one call per
+    sample: the calls here last milliseconds), with copies.run() before each
+    timed call."""
+    import time
+    t0 = time.perf_counter()
+    result = fn(*sets[0])
+    first_s = time.perf_counter() - t0
+    fn(*sets[1 % len(sets)])
+    samples = []
+    for r in range(repeats):
+        copies.run()
+        t0 = time.perf_counter()
+        fn(*sets[r % len(sets)])
+        samples.append(time.perf_counter() - t0)
+    return Timing(first_call_s=first_s, median_s=median(samples), min_s=min(samples),
+                  max_s=max(samples), repeats=repeats, number=1, samples=samples), result
 
 
 def _outputs(result):
@@ -56,29 +100,34 @@ def _outputs(result):
 
 
 def bench_pair(op_call, np_call, make_args, repeats, with_numpy=True, n_sets=2):
-    """(fastact Timing, numpy Timing or None, bytes read + written)."""
+    """(fastact Timing, numpy Timing or None, bytes read + written, CopyPair timed
+    in alternation with the fastact calls)."""
     sets = [make_args() for _ in range(n_sets)]
     outs = [None] * n_sets
     first = op_call(*sets[0])
     outs = [tuple(np.empty_like(o) for o in _outputs(first)) for _ in range(n_sets)]
+    r, w = call_bytes(sets[0], {}, _outputs(first))
+    copies = CopyPair(r + w)
     fast_sets = [(*s, o) for s, o in zip(sets, outs)]
-    t_fast, res = _time(lambda *a: op_call(*a[:-1], out=a[-1] if len(a[-1]) > 1 else a[-1][0]),
-                        fast_sets, repeats)
-    r, w = call_bytes(sets[0], {}, _outputs(res))
+    t_fast, _ = _time_paired(
+        lambda *a: op_call(*a[:-1], out=a[-1] if len(a[-1]) > 1 else a[-1][0]),
+        fast_sets, max(repeats, 9), copies)
     t_np = _time(np_call, sets, max(3, repeats // 2))[0] if with_numpy else None
-    return t_fast, t_np, r + w
+    return t_fast, t_np, r + w, copies
 
 
-def row(label, t_fast, t_np, nbytes, copy):
-    gbs = nbytes / t_fast.median_s / 1e9
-    speed = f"{t_np.median_s / t_fast.median_s:.1f}x" if t_np else "-"
-    memcpy, through = copy
-    return (f"| {label} | {t_fast.median_s * 1e3:.2f} | {gbs:.1f} | {100 * gbs / memcpy:.0f}% "
-            f"| {100 * gbs / through:.0f}% | {speed} |")
+def row(label, t_fast, t_np, nbytes, copies, loss_bytes=0):
+    """A table row; loss_bytes: bytes of the result not counted (a scalar loss)."""
+    t = t_fast.median_s
+    gbs = (nbytes - loss_bytes) / t / 1e9
+    speed = f"{t_np.median_s / t:.1f}x" if t_np else "-"
+    memcpy, through = np.median(copies.memcpy), np.median(copies.through)
+    return (f"| {label} | {t * 1e3:.2f} | {gbs:.1f} | {nbytes / through / 1e9:.1f} "
+            f"| {100 * memcpy / t:.0f}% | {100 * through / t:.0f}% | {speed} |")
 
 
-HEADER = ("| op / pass | median ms | GB/s | % of copy (memcpy) | % of store-through copy "
-          "| vs NumPy |\n|---|---|---|---|---|---|")
+HEADER = ("| op / pass | median ms | GB/s | store-through copy GB/s | % of copy (memcpy) "
+          "| % of store-through copy | vs NumPy |\n|---|---|---|---|---|---|---|")
 
 
 def elementwise_variants():
@@ -95,7 +144,7 @@ def kwargs_of(spec, choice):
     return kw
 
 
-def elementwise(dtype, n, repeats, copy, with_numpy):
+def elementwise(dtype, n, repeats, with_numpy):
     print(f"\n### Elementwise passes, {n} {np.dtype(dtype).name} elements\n\n{HEADER}")
     for spec, choice in elementwise_variants():
         op = getattr(fa, spec.name)
@@ -108,10 +157,10 @@ def elementwise(dtype, n, repeats, copy, with_numpy):
             def make():
                 x = RNG.standard_normal(n).astype(dtype)
                 return (x, RNG.uniform(-1, 1, n).astype(dtype))[:nargs] if nargs == 2 else (x,)
-            t_fast, t_np, nbytes = bench_pair(
+            t_fast, t_np, nbytes, copies = bench_pair(
                 lambda *a, out=None: method(*a, out=out, **kw),
                 lambda *a: method(*a, backend="numpy", **kw), make, repeats, with_numpy)
-            print(row(f"{label} {pass_name}", t_fast, t_np, nbytes, copy), flush=True)
+            print(row(f"{label} {pass_name}", t_fast, t_np, nbytes, copies), flush=True)
 
 
 def small(repeats):
@@ -138,7 +187,7 @@ def small(repeats):
     print(f"\nslower than NumPy at 1e3: {slower or 'none'}")
 
 
-def rowwise(repeats, copy):
+def rowwise(repeats):
     print(f"\n### Row-wise forward_backward, 4096 x 4096 float32\n\n{HEADER}")
     for name in ("softmax", "log_softmax", "softmin"):
         op = getattr(fa, name)
@@ -146,17 +195,17 @@ def rowwise(repeats, copy):
         def make():
             return ((RNG.standard_normal((4096, 4096)) * 3).astype(np.float32),
                     RNG.uniform(-1, 1, (4096, 4096)).astype(np.float32))
-        t_fast, t_np, nbytes = bench_pair(
+        t_fast, t_np, nbytes, copies = bench_pair(
             lambda *a, out=None: op.forward_backward(*a, out=out),
             lambda *a: op.forward_backward(*a, backend="numpy"), make, repeats)
-        print(row(f"{name} forward_backward", t_fast, t_np, nbytes, copy), flush=True)
+        print(row(f"{name} forward_backward", t_fast, t_np, nbytes, copies), flush=True)
 
 
 REGRESSION = ["mse", "rmse", "mae", "l1", "l2", "huber", "smooth_l1", "pseudo_huber",
               "log_cosh"]
 
 
-def losses(repeats, copy):
+def losses(repeats):
     n = 1 << 24
     print("\n### Loss value_and_grad (bytes: inputs read once, gradient written once)\n")
     print(HEADER)
@@ -177,13 +226,12 @@ def losses(repeats, copy):
             elif name == "kl_divergence":
                 t = RNG.uniform(0, 1, n).astype(np.float32)
             return p, t
-        t_fast, t_np, nbytes = bench_pair(
+        t_fast, t_np, nbytes, copies = bench_pair(
             lambda *a, out=None: op.value_and_grad(*a, out=out[1] if isinstance(out, tuple)
                                                   else out),
             lambda *a: op.value_and_grad(*a, backend="numpy"), make, repeats)
         # the loss value is a scalar: count only the gradient as written
-        nbytes -= 4
-        print(row(f"{name} 2^24", t_fast, t_np, nbytes, copy), flush=True)
+        print(row(f"{name} 2^24", t_fast, t_np, nbytes, copies, loss_bytes=4), flush=True)
     for rows, cols in ((4096, 4096), (512, 65536)):
         for name in ("sparse_softmax_cross_entropy", "softmax_cross_entropy"):
             op = getattr(fa, name)
@@ -194,11 +242,11 @@ def losses(repeats, copy):
                     return x, RNG.integers(0, cols, rows)
                 t = RNG.uniform(0, 1, (rows, cols)).astype(np.float32)
                 return x, t / t.sum(axis=1, keepdims=True)
-            t_fast, t_np, nbytes = bench_pair(
+            t_fast, t_np, nbytes, copies = bench_pair(
                 lambda *a, out=None: op.value_and_grad(*a, out=out[1] if isinstance(out, tuple)
                                                       else out),
                 lambda *a: op.value_and_grad(*a, backend="numpy"), make, repeats)
-            print(row(f"{name} {rows}x{cols}", t_fast, t_np, nbytes, copy), flush=True)
+            print(row(f"{name} {rows}x{cols}", t_fast, t_np, nbytes, copies), flush=True)
 
 
 STARTUP = r"""
@@ -238,7 +286,6 @@ def main():
     repeats = 3 if a.quick else 7
     bw = machine.measure_cpu_bandwidth(256 << 20)
     through = store_through_bandwidth()
-    copy = (bw["copy_gbps"], through)
     print(f"machine: {machine.cpu_model()}, {fa.info()['threads']} threads "
           f"({fa.info()['threading_layer']}); parallel copy {bw['copy_gbps']:.1f} GB/s "
           f"(LLVM makes it a memcpy: non-temporal stores), store-through copy "
@@ -246,15 +293,15 @@ def main():
     if "startup" in parts:
         startup()
     if "elementwise" in parts:
-        elementwise(np.float32, 1 << 24, repeats, copy, True)
+        elementwise(np.float32, 1 << 24, repeats, True)
     if "rowwise" in parts:
-        rowwise(repeats, copy)
+        rowwise(repeats)
     if "losses" in parts:
-        losses(repeats, copy)
+        losses(repeats)
     if "small" in parts:
         small(repeats)
     if "elementwise64" in parts:
-        elementwise(np.float64, 1 << 24, repeats, copy, False)
+        elementwise(np.float64, 1 << 24, repeats, False)
     bw2 = machine.measure_cpu_bandwidth(256 << 20)
     print(f"\nat the end of the run: parallel copy {bw2['copy_gbps']:.1f} GB/s, "
           f"store-through copy {store_through_bandwidth():.1f} GB/s")
