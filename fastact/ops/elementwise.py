@@ -289,20 +289,18 @@ define("softsign", "softsign(x) = x / (1 + |x|);  derivative 1 / (1 + |x|)**2.",
 
 @jitable
 def squareplus_vad(x, b):
+    """With s = sqrt(x**2 + b), w = s + |x| and h = b / (2 s w) = (1 - |x|/s) / 2:
+    x >= 0: (x + s) / 2 and 1 - h;  x < 0: b / (2 w) (x + s without cancellation)
+    and h.  One square root and two divisions; s = |x| where x**2 overflows."""
     half, one = lit(x, 0.5), lit(x, 1.0)
     a = abs(x)
-    # s = sqrt(x**2 + b) without overflowing x**2, and x / s without inf / inf
-    if a > one:
-        r = math.sqrt(one + (b / a) / a)
-        s, x_over_s = a * r, one / r
-    else:
-        s = math.sqrt(x * x + b)
-        x_over_s = x / s
+    x2 = x * x
+    s = math.sqrt(x2 + b) if x2 < lit(x, math.inf) else a
+    iw = one / (s + a)
+    h = (half * b) * iw / s
     if x >= lit(x, 0.0):
-        return half * (x + s), half * (one + x_over_s)
-    # x + s = b / (s - x) for x < 0: no cancellation
-    q = s - x
-    return half * b / q, (half * b / s) / q
+        return half * x + half * s, one - h
+    return (half * b) * iw, h
 
 
 def _np_squareplus(x, b):
