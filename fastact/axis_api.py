@@ -224,7 +224,11 @@ class ArgmaxOp(Op):
             outs.put([np.argmax(a, axis=ax)])
             return outs.finish()
         outer, n, inner = split_axis(a.shape, ax)
-        K.ARGMAX.get(a.size)(a.reshape(outer, n, inner), outs.arrays[0].reshape(outer, inner))
+        if inner == 1:
+            K.ARGMAX_ROWS.get(a.size)(a.reshape(outer, n), outs.arrays[0].reshape(outer))
+        else:
+            K.ARGMAX.get(a.size)(a.reshape(outer, n, inner),
+                                 outs.arrays[0].reshape(outer, inner))
         return outs.finish()
 
 

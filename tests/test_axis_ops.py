@@ -204,3 +204,19 @@ def test_argmax(axis, rng):
         np.testing.assert_array_equal(got, torch.argmax(torch.tensor(x), dim=axis).numpy())
     with pytest.raises(ValueError, match="empty"):
         fa.argmax(np.ones((3, 0)))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 47, 1000, 4099])
+def test_argmax_over_contiguous_rows(n, dtype, rng):
+    """The last-axis kernel (search by blocks of lanes): ties, NaN anywhere
+    (the first NaN wins), +-inf, rows of -inf only; serial and parallel sizes."""
+    rows = max(8, 40000 // n)
+    x = np.round(rng.standard_normal((rows, n)) * 2).astype(dtype)     # many ties
+    x[1, :] = -np.inf
+    x[2, rng.integers(0, n)] = np.inf
+    x[3, rng.integers(0, n, 3)] = np.nan
+    x[4, -1] = np.nan
+    x[5, :] = np.nan
+    for xs in (x, x[:7]):
+        np.testing.assert_array_equal(fa.argmax(xs), np.argmax(xs, axis=-1))

@@ -10,6 +10,7 @@ from numba import prange
 
 from ..ops.axis_ops import best_of
 from .jit import KernelPair, inline_scalar
+from .reduce import first_argmax
 
 BLOCK = 4096
 
@@ -130,6 +131,13 @@ def _argmax(x, out):
             out[r, i] = best_of(x, r, i, n)[1]
 
 
+def _argmax_rows(x, out):
+    """argmax over the last axis of a C-contiguous (rows, n) array."""
+    for r in prange(x.shape[0]):
+        out[r] = first_argmax(x[r])
+
+
 MAXOUT_FORWARD = KernelPair(_maxout_forward)
 MAXOUT_BACKWARD = KernelPair(_maxout_backward)
 ARGMAX = KernelPair(_argmax)
+ARGMAX_ROWS = KernelPair(_argmax_rows)

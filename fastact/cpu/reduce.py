@@ -1,4 +1,4 @@
-"""Row reductions (max, float64 sum, float64 dot), compiled apart with reassoc.
+"""Row reductions (max, float64 sum, float64 dot, argmax), compiled apart with reassoc.
 
 They hold no transcendental code, so reassociation (which lets LLVM vectorize
 the sums) cannot disturb the polynomial math of the kernels that call them.
@@ -46,3 +46,35 @@ def dot64(a, b):
     for j in range(a.size):
         s += np.float64(a[j]) * np.float64(b[j])
     return s
+
+
+@njit(**_OPTS)
+def first_argmax(a):
+    """Index of the first maximum of a (size >= 1), NaN counting as the largest
+    value (np.argmax, torch.argmax).
+
+    Vectorized in two sweeps instead of one loop with a dependent (max, index)
+    pair: the maximum m of the non-NaN values and whether any is NaN, then the
+    first block of _LANES elements holding the target (m, or a NaN), and the
+    first match inside it.
+    """
+    m = scaled_max(a, a.dtype.type(1.0))
+    nan = False
+    for j in range(a.size):
+        nan |= a[j] != a[j]
+    n = a.size - a.size % _LANES
+    for j0 in range(0, n, _LANES):
+        hit = False
+        for k in range(_LANES):
+            v = a[j0 + k]
+            hit |= (v != v) if nan else (v == m)
+        if hit:
+            for k in range(_LANES):
+                v = a[j0 + k]
+                if (v != v) if nan else (v == m):
+                    return j0 + k
+    for j in range(n, a.size):
+        v = a[j]
+        if (v != v) if nan else (v == m):
+            return j
+    return 0
