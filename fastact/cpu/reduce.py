@@ -4,7 +4,10 @@ They hold no transcendental code, so reassociation (which lets LLVM vectorize
 the sums) cannot disturb the polynomial math of the kernels that call them.
 """
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .jit import REDUCE_FASTMATH
 
@@ -12,22 +15,70 @@ _OPTS = dict(fastmath=REDUCE_FASTMATH, error_model="numpy", nogil=True, cache=Tr
 _LANES = 16
 
 
+# Vector accumulators of _row_max: independent chains of compare-and-select.
+_CHAINS = 4
+
+
+@intrinsic
+def _row_max(typingctx, a, sign):
+    """max_j sign * a[j] over a contiguous 1-d float array, NaN skipped (-inf if
+    none), in LLVM vectors of 64 bytes.
+
+    Written in IR because no loop form of it vectorizes: without the nnan flag
+    (which the kernels cannot have) LLVM keeps a floating-point max reduction
+    scalar, and lane accumulators in an array stay in memory.  v > acc is
+    false for a NaN v, which therefore never replaces acc.
+    """
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+            and a.dtype in (types.float32, types.float64) and sign == a.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        fty = context.get_value_type(sig.args[1])
+        width = 64 // context.get_abi_sizeof(fty)
+        vty = ir.VectorType(fty, width)
+        ninf = ir.Constant(fty, float("-inf"))
+        vsign = ir.Constant(vty, ir.Undefined)
+        for k in range(width):
+            vsign = builder.insert_element(vsign, args[1], ir.Constant(ir.IntType(32), k))
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [ninf] * width))
+                for _ in range(_CHAINS)]
+        n = arr.nitems
+        step = ir.Constant(n.type, width * _CHAINS)
+        nblocks = builder.udiv(n, step)
+        with cgutils.for_range(builder, nblocks) as loop:
+            base = builder.mul(loop.index, step)
+            for c, acc in enumerate(accs):
+                j = builder.add(base, ir.Constant(n.type, c * width))
+                ptr = builder.bitcast(builder.gep(arr.data, [j]), vty.as_pointer())
+                v = builder.fmul(builder.load(ptr, align=context.get_abi_sizeof(fty)), vsign)
+                old = builder.load(acc)
+                builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), acc)
+        best = builder.load(accs[0])
+        for acc in accs[1:]:
+            v = builder.load(acc)
+            best = builder.select(builder.fcmp_ordered(">", v, best), v, best)
+        m = cgutils.alloca_once_value(builder, ninf)
+        for k in range(width):
+            v = builder.extract_element(best, ir.Constant(ir.IntType(32), k))
+            old = builder.load(m)
+            builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), m)
+        with cgutils.for_range(builder, builder.sub(n, builder.mul(nblocks, step))) as loop:
+            j = builder.add(builder.mul(nblocks, step), loop.index)
+            v = builder.fmul(builder.load(builder.gep(arr.data, [j])), args[1])
+            old = builder.load(m)
+            builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), m)
+        return builder.load(m)
+
+    return a.dtype(a, sign), codegen
+
+
 @njit(**_OPTS)
 def scaled_max(a, sign):
-    """max_j sign * a[j] (NaN entries are skipped; the callers' sums see them)."""
-    acc = np.full(_LANES, a.dtype.type(-np.inf))
-    n = a.size - a.size % _LANES
-    for j0 in range(0, n, _LANES):
-        for k in range(_LANES):
-            v = sign * a[j0 + k]
-            acc[k] = v if v > acc[k] else acc[k]
-    m = a.dtype.type(-np.inf)
-    for k in range(_LANES):
-        m = acc[k] if acc[k] > m else m
-    for j in range(n, a.size):
-        v = sign * a[j]
-        m = v if v > m else m
-    return m
+    """max_j sign * a[j] (NaN entries are skipped; the callers' sums see them).
+    a: contiguous 1-d array."""
+    return _row_max(a, sign)
 
 
 @njit(**_OPTS)
