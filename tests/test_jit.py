@@ -72,3 +72,45 @@ def test_interleave_does_not_leak_into_later_compilations(rng):
         k(x, np.empty_like(x), np.empty_like(x), ())
     before, _, after = kernels
     assert _mnemonics(after) == _mnemonics(before)
+
+
+def test_cache_files_of_two_signatures_never_mix(tmp_path):
+    """Two processes that both read the cache index before either saved (each
+    compiling another signature of one kernel) must not leave an index entry
+    that names the other's code: each key has its own data file."""
+    from fastact.cpu.jit import _KeyedCacheFile
+
+    def cache_file():
+        return _KeyedCacheFile(str(tmp_path), "kernel-1.py311", source_stamp=("stamp", 1))
+
+    first, second = cache_file(), cache_file()
+    stale = second._load_index()                 # the second process read it first
+    first.save(("f32", "magic"), "code for float32")
+    second._load_index = lambda: dict(stale)
+    second.save(("f64", "magic"), "code for float64")
+    reader = cache_file()
+    assert reader.load(("f64", "magic")) == "code for float64"
+    assert reader.load(("f32", "magic")) in (None, "code for float32")   # None: recompiled
+    first.save(("f32", "magic"), "code for float32")
+    assert reader.load(("f32", "magic")) == "code for float32"
+    assert reader.load(("f64", "magic")) in (None, "code for float64")
+
+
+def test_kernels_load_from_the_keyed_cache_in_a_new_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, fastact as fa\n"
+            "from fastact.cpu import elementwise as ce\n"
+            "for dt in (np.float32, np.float64):\n"
+            "    x = np.linspace(-3, 3, 50000).astype(dt)\n"
+            "    y, d = fa.softshrink.value_and_derivative(x, lambd=0.5)\n"
+            "    assert y.dtype == dt and abs(float(y[0]) + 2.5) < 1e-6 and d[0] == 1\n"
+            "k = ce.kernel(fa.REGISTRY['softshrink'].scalars_for(None), 'value_and_derivative', 1)\n"
+            "print(sum(k.pair.parallel.stats.cache_hits.values()))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    hits = [subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip() for _ in range(2)]
+    assert hits == ["0", "2"]        # compiled, then both dtypes loaded from the cache
+    nbc = list(tmp_path.rglob("*.nbc"))
+    assert nbc and not any(p.name.split(".")[-2].isdigit() for p in nbc), nbc[:3]

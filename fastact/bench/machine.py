@@ -16,7 +16,9 @@ import statistics
 import time
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..cpu.jit import kernel_jit
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -28,19 +30,19 @@ SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "av
 
 # ------------------------------------------------------------------ kernels
 
-@njit(parallel=True, nogil=True, cache=True)
+@kernel_jit(parallel=True, nogil=True, cache=True)
 def _fill(a, v):
     for i in prange(a.size):
         a[i] = v
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@kernel_jit(parallel=True, nogil=True, cache=True)
 def _copy(dst, src):
     for i in prange(src.size):
         dst[i] = src[i]
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@kernel_jit(parallel=True, nogil=True, cache=True)
 def _triad(a, b, c, s):
     for i in prange(a.size):
         a[i] = b[i] + s * c[i]

@@ -7,8 +7,8 @@ import pathlib
 import types
 
 from llvmlite import binding as llvm
-from numba import njit
 from numba import types as nbtypes
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
@@ -59,22 +59,60 @@ def _forced_interleave(count: int):
             llvm.set_option("fastact", "-force-vector-interleave=0")
 
 
-class InterleavingDispatcher(CPUDispatcher):
-    """A CPU dispatcher whose compilations interleave vectorized loops
-    ``interleave`` times (see ``KernelPair``)."""
+class _KeyedCacheFile(IndexDataCacheFile):
+    """Numba's index-and-data cache files, with each data file named after a
+    hash of its index key instead of the next free number.
+
+    With numbered names, two processes that compile different signatures of
+    one function at the same time (test workers, training jobs started
+    together) both take the same number, and the index of one ends up naming
+    the other's code, which then fails on every call ("can't unbox array").
+    Keyed names cannot mix two keys' code; a lost index entry only means a
+    recompilation."""
+
+    def save(self, key, data):
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+        name = self._data_name_pattern.replace("{number:d}", digest)
+        overloads = self._load_index()
+        if overloads.get(key) != name:
+            overloads[key] = name
+            self._save_index(overloads)
+        self._save_data(name, data)
+
+
+class _KernelCache(FunctionCache):
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        plain = self._cache_file
+        self._cache_file = _KeyedCacheFile(plain._cache_path, plain._index_name[:-len(".nbi")],
+                                           plain._source_stamp)
+
+
+class KernelDispatcher(CPUDispatcher):
+    """The CPU dispatcher of fastact's kernels: its disk cache is safe against
+    concurrent compilation in several processes (``_KeyedCacheFile``), and with
+    ``interleave`` its compilations interleave vectorized loops (``KernelPair``)."""
 
     interleave = 0
 
+    def enable_caching(self):
+        self._cache = _KernelCache(self.py_func)
+
     def compile(self, sig):
+        if not self.interleave:
+            return super().compile(sig)
         with _forced_interleave(self.interleave):
             return super().compile(sig)
 
 
-def _jit(pyfunc, parallel: bool, interleave: int, options: dict):
-    if not interleave:
-        return njit(parallel=parallel, **options)(pyfunc)
+def kernel_jit(pyfunc=None, *, parallel: bool = False, interleave: int = 0, **options):
+    """``numba.njit`` for fastact's kernels (``KernelDispatcher``); options as
+    for njit, cache=True caches on disk.  Usable as a decorator."""
+    if pyfunc is None:
+        return functools.partial(kernel_jit, parallel=parallel, interleave=interleave,
+                                 **options)
     targetoptions = {k: v for k, v in options.items() if k != "cache"}
-    disp = InterleavingDispatcher(py_func=pyfunc, locals={}, targetoptions={
+    disp = KernelDispatcher(py_func=pyfunc, locals={}, targetoptions={
         **targetoptions, "parallel": parallel, "nopython": True, "boundscheck": None})
     disp.interleave = interleave
     if options.get("cache"):
@@ -110,7 +148,8 @@ class KernelPair:
         flavour = "parallel" if parallel else "serial"
         twin.__qualname__ = (f"{f.__qualname__}.{flavour}{self._interleave or ''}"
                              f"_{source_token()}")
-        return _jit(twin, parallel, self._interleave, self._options)
+        return kernel_jit(twin, parallel=parallel, interleave=self._interleave,
+                          **self._options)
 
     def get(self, size: int):
         if size >= PARALLEL_MIN:

@@ -5,11 +5,11 @@ the sums) cannot disturb the polynomial math of the kernels that call them.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .jit import REDUCE_FASTMATH
+from .jit import REDUCE_FASTMATH, kernel_jit
 
 _OPTS = dict(fastmath=REDUCE_FASTMATH, error_model="numpy", nogil=True, cache=True)
 _LANES = 16
@@ -74,14 +74,14 @@ def _row_max(typingctx, a, sign):
     return a.dtype(a, sign), codegen
 
 
-@njit(**_OPTS)
+@kernel_jit(**_OPTS)
 def scaled_max(a, sign):
     """max_j sign * a[j] (NaN entries are skipped; the callers' sums see them).
     a: contiguous 1-d array."""
     return _row_max(a, sign)
 
 
-@njit(**_OPTS)
+@kernel_jit(**_OPTS)
 def sum64(a):
     """sum_j a[j], accumulated in float64."""
     s = 0.0
@@ -90,7 +90,7 @@ def sum64(a):
     return s
 
 
-@njit(**_OPTS)
+@kernel_jit(**_OPTS)
 def dot64(a, b):
     """sum_j a[j] * b[j], accumulated in float64."""
     s = 0.0
@@ -99,7 +99,7 @@ def dot64(a, b):
     return s
 
 
-@njit(**_OPTS)
+@kernel_jit(**_OPTS)
 def first_argmax(a):
     """Index of the first maximum of a (size >= 1), NaN counting as the largest
     value (np.argmax, torch.argmax).

@@ -17,10 +17,10 @@ float64 values in ``rl``; the gradient row may alias the logits row (the
 values still needed are read before the row is overwritten).
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.extending import register_jitable as jitable
 
-from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar
+from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar, kernel_jit
 from ..cpu.reduce import dot64, scaled_max, sum64
 from ..cpu.streaming import CHUNK_TILES, store_fence, stream_out
 from ..mathlib import exp, log, tanh
@@ -275,7 +275,7 @@ NLL = KernelPair(_nll)
 
 # ------------------------------------------------------------ label checks
 
-@njit(**JIT_OPTIONS)
+@kernel_jit(**JIT_OPTIONS)
 def check_labels(y, n_classes, ign, w64, weighted):
     """(first bad row or -1, number of non-ignored rows, sum of w[y] over them)."""
     count = 0
