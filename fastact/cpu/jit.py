@@ -1,4 +1,6 @@
-"""Compilation settings shared by every CPU kernel, and the serial/parallel pair."""
+"""Compilation of the CPU kernels: shared settings, the dispatcher and its disk
+cache (``KernelDispatcher``, ``kernel_jit``), and the serial/parallel pair
+(``KernelPair``)."""
 import contextlib
 import functools
 import hashlib
@@ -26,7 +28,7 @@ REDUCE_FASTMATH = {"contract", "arcp", "reassoc", "nsz"}
 JIT_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=True)
 
 # Below this many elements a serial kernel beats the parallel launch
-# (measured with bench/crossover.py; override with FASTACT_PARALLEL_MIN).
+# (measured on the development machine; override with FASTACT_PARALLEL_MIN).
 PARALLEL_MIN = int(os.environ.get("FASTACT_PARALLEL_MIN", "32768"))
 
 
