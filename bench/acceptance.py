@@ -19,34 +19,22 @@ import sys
 import tempfile
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 import fastact as fa
 from fastact.bench import machine
 from fastact.bench.timing import Timing, call_bytes, measure, median
+from fastact.cpu.jit import kernel_jit
 
 RNG = np.random.default_rng(0)
 
 
-@njit(parallel=True, cache=True)
+@kernel_jit(parallel=True, cache=True)
 def _store_through_copy(dst, src, s):
     # y = s * x with s = 1 at run time: a copy LLVM cannot turn into memcpy, so it
     # stores through the cache like every compute kernel (read-for-ownership)
     for i in prange(src.size):
         dst[i] = src[i] * s
-
-
-def store_through_bandwidth(nbytes=256 << 20, repeats=7):
-    import time
-    a = np.ones(nbytes // 8)
-    b = np.empty_like(a)
-    _store_through_copy(b, a, 1.0)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _store_through_copy(b, a, 1.0)
-        ts.append(time.perf_counter() - t0)
-    return 2 * a.nbytes / float(np.median(ts)) / 1e9
 
 
 class CopyPair:
@@ -68,6 +56,14 @@ class CopyPair:
         t2 = time.perf_counter()
         self.memcpy.append(t1 - t0)
         self.through.append(t2 - t1)
+
+
+def store_through_bandwidth(nbytes=512 << 20, repeats=7):
+    """GB/s of the store-through copy of nbytes (read + written), median of repeats."""
+    copies = CopyPair(nbytes)
+    for _ in range(repeats):
+        copies.run()
+    return nbytes / median(copies.through) / 1e9
 
 
 def _time(fn, sets, repeats):

@@ -80,7 +80,6 @@ def _require_available(name: str) -> None:
                               "GPU, or NUMBA_ENABLE_CUDASIM=1)" if name == "cuda" else ""))
 
 
-
 def is_device_array(x) -> bool:
     # Numba device arrays (the CUDA simulator's lack the interface), CuPy, torch CUDA
     return bool(getattr(type(x), "__cuda_ndarray__", False)) or \

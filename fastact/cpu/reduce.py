@@ -7,7 +7,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
 from .jit import REDUCE_FASTMATH, kernel_jit
 
@@ -33,6 +33,10 @@ def _row_max(typingctx, a, sign):
             and a.dtype in (types.float32, types.float64) and sign == a.dtype):
         return None
 
+    def keep_max(builder, slot, v):
+        old = builder.load(slot)
+        builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), slot)
+
     def codegen(context, builder, sig, args):
         arr = context.make_array(sig.args[0])(context, builder, args[0])
         fty = context.get_value_type(sig.args[1])
@@ -53,22 +57,16 @@ def _row_max(typingctx, a, sign):
                 j = builder.add(base, ir.Constant(n.type, c * width))
                 ptr = builder.bitcast(builder.gep(arr.data, [j]), vty.as_pointer())
                 v = builder.fmul(builder.load(ptr, align=context.get_abi_sizeof(fty)), vsign)
-                old = builder.load(acc)
-                builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), acc)
-        best = builder.load(accs[0])
+                keep_max(builder, acc, v)
         for acc in accs[1:]:
-            v = builder.load(acc)
-            best = builder.select(builder.fcmp_ordered(">", v, best), v, best)
+            keep_max(builder, accs[0], builder.load(acc))
+        best = builder.load(accs[0])
         m = cgutils.alloca_once_value(builder, ninf)
         for k in range(width):
-            v = builder.extract_element(best, ir.Constant(ir.IntType(32), k))
-            old = builder.load(m)
-            builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), m)
+            keep_max(builder, m, builder.extract_element(best, ir.Constant(ir.IntType(32), k)))
         with cgutils.for_range(builder, builder.sub(n, builder.mul(nblocks, step))) as loop:
             j = builder.add(builder.mul(nblocks, step), loop.index)
-            v = builder.fmul(builder.load(builder.gep(arr.data, [j])), args[1])
-            old = builder.load(m)
-            builder.store(builder.select(builder.fcmp_ordered(">", v, old), v, old), m)
+            keep_max(builder, m, builder.fmul(builder.load(builder.gep(arr.data, [j])), args[1]))
         return builder.load(m)
 
     return a.dtype(a, sign), codegen
@@ -99,6 +97,12 @@ def dot64(a, b):
     return s
 
 
+@register_jitable
+def _is_target(v, m, nan):
+    """v is what first_argmax looks for: a NaN if there is one, else the maximum."""
+    return (v != v) if nan else (v == m)
+
+
 @kernel_jit(**_OPTS)
 def first_argmax(a):
     """Index of the first maximum of a (size >= 1), NaN counting as the largest
@@ -114,18 +118,15 @@ def first_argmax(a):
     for j in range(a.size):
         nan |= a[j] != a[j]
     n = a.size - a.size % _LANES
+    start = n                       # no full block holds it: the tail does
     for j0 in range(0, n, _LANES):
         hit = False
         for k in range(_LANES):
-            v = a[j0 + k]
-            hit |= (v != v) if nan else (v == m)
+            hit |= _is_target(a[j0 + k], m, nan)
         if hit:
-            for k in range(_LANES):
-                v = a[j0 + k]
-                if (v != v) if nan else (v == m):
-                    return j0 + k
-    for j in range(n, a.size):
-        v = a[j]
-        if (v != v) if nan else (v == m):
+            start = j0
+            break
+    for j in range(start, a.size):
+        if _is_target(a[j], m, nan):
             return j
     return 0
