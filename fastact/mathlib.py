@@ -173,6 +173,10 @@ log.__name__ = "log"
 log1p = _np1(np.log1p)
 log1p.__doc__ = "log(1 + x), exact near 0."
 log1p.__name__ = "log1p"
+log1p_unit = _np1(np.log1p)
+log1p_unit.__doc__ = ("log(1 + x) for x in [0, 1] (NaN kept; other x: unspecified on the CPU),\n"
+                      "cheaper than log1p there: log1p(exp(-|x|)) in softplus and its kin.")
+log1p_unit.__name__ = "log1p_unit"
 tanh = _np1(np.tanh)
 tanh.__doc__ = "Hyperbolic tangent."
 tanh.__name__ = "tanh"
@@ -184,7 +188,28 @@ def erfc(x):
     return type(x)(math.erfc(float(x))) if x == x else x
 
 
-MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "tanh", "erfc")
+def erfcx(x):
+    """Scaled complementary error function exp(x**2) erfc(x) (about 1/(x sqrt(pi))
+    for large x, where erfc itself underflows)."""
+    import math
+    v = float(x)
+    if v != v:
+        return x
+    if v < 25.0:
+        try:
+            return type(x)(math.exp(v * v) * math.erfc(v))
+        except OverflowError:
+            return type(x)(math.inf)
+    # asymptotic series, its terms below 1e-17 relative from here on
+    w = 1.0 / (2.0 * v * v)
+    s, term = 1.0, 1.0
+    for k in range(1, 9):
+        term *= -(2 * k - 1) * w
+        s += term
+    return type(x)(s / (v * math.sqrt(math.pi)))
+
+
+MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "log1p_unit", "tanh", "erfc", "erfcx")
 
 
 def _register_cpu():

@@ -10,13 +10,15 @@ denormal ulps; overflowing results are inf; special values as C99 / NumPy.
 Measured maxima at the time of writing (parallel and serial agree), all well
 inside the bounds:
 
-    function  float32   float64
-    exp       8.5e-08   2.2e-16
-    expm1     1.1e-07   2.6e-16
-    log       7.7e-08   2.2e-16
-    log1p     1.3e-07   2.2e-16
-    tanh      1.7e-07   3.7e-16
-    erfc      2.4e-07   3.8e-16
+    function    float32   float64
+    exp         8.5e-08   2.2e-16
+    expm1       1.1e-07   2.6e-16
+    log         7.7e-08   2.2e-16
+    log1p       1.3e-07   2.2e-16
+    log1p_unit  2.4e-07   4.4e-16   (its domain [0, 1])
+    tanh        1.7e-07   3.7e-16
+    erfc        2.4e-07   3.8e-16
+    erfcx       3.4e-07   2.8e-15
 
 References: float64 NumPy / math for the float32 versions, mpmath (100 bits)
 for the float64 versions.
@@ -69,10 +71,30 @@ def run(name, x, parallel=True):
 
 # ---------------------------------------------------------------- references
 
-_NP64 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p,
-         "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1)}
+def _erfcx64(v):
+    """exp(v**2) erfc(v) in float64 (relative error below 1e-13 where finite)."""
+    if v != v:
+        return math.nan
+    if v < 25.0:
+        try:
+            return math.exp(v * v) * math.erfc(v)
+        except OverflowError:
+            return math.inf
+    w, s, term = 0.5 / (v * v), 1.0, 1.0
+    for k in range(1, 9):
+        term *= -(2 * k - 1) * w
+        s += term
+    return s / (v * math.sqrt(math.pi))
+
+
+_NP64 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
+         "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1),
+         "erfcx": np.frompyfunc(_erfcx64, 1, 1)}
 _MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
-       "tanh": mpmath.tanh, "erfc": mpmath.erfc}
+       "log1p_unit": mpmath.log1p,
+       "tanh": mpmath.tanh, "erfc": mpmath.erfc,
+       "erfcx": lambda v: mpmath.exp(v * v) * mpmath.erfc(v) if v < 1e8 else
+       1 / (v * mpmath.sqrt(mpmath.pi)) * (1 - 1 / (2 * v * v))}
 
 
 def _mp_scalar(name, v):
@@ -126,6 +148,9 @@ def sample(name, dt, n, rng):
     elif name == "log1p":
         parts += [_logu(rng, 0, e_max, n), rng.uniform(-1, 1, n), -1 + _logu(rng, -60, -1, n)]
         edges = [-1.0, math.sqrt(0.5) - 1, math.sqrt(2) - 1, float(fi.max)]
+    elif name == "log1p_unit":      # its domain: [0, 1]
+        parts = [_logu(rng, e_min, 0, 2 * n), rng.uniform(0, 1, 2 * n)]
+        edges = [0.0, 1.0, 0.5, float(fi.tiny), float(fi.smallest_subnormal)]
     elif name == "tanh":
         parts += [rng.uniform(-25, 25, n), rng.uniform(-1, 1, n)]
         edges = [0.5493, 0.625, 9.0, 19.1]
@@ -133,11 +158,15 @@ def sample(name, dt, n, rng):
         top = 10.5 if f32 else 27.5
         parts += [rng.uniform(-6, top, 2 * n), rng.uniform(-1.5, 3.5, n), rng.uniform(top - 2, top, n)]
         edges = [0.84375, 1.25, 1 / 0.35, 6.0, 9.194 if f32 else 26.54, 10.05 if f32 else 27.22]
+    elif name == "erfcx":
+        ovf = -9.4 if f32 else -26.6
+        parts += [rng.uniform(ovf - 1, 40, 2 * n), rng.uniform(-1, 4, n), _logu(rng, 2, e_max, n)]
+        edges = [ovf, 10.5, 27.5, float(fi.max)]
     else:
         raise KeyError(name)
     x = np.concatenate(parts).astype(dt)
     # Each edge, its negation and a few float neighbours.
-    e = np.array(edges + [-v for v in edges], dtype=dt)
+    e = np.array(edges + ([] if name == "log1p_unit" else [-v for v in edges]), dtype=dt)
     near = []
     for v in e:  # (nextafter past +-max warns; the inf it gives is a fine input)
         lo = hi = v
@@ -212,12 +241,15 @@ SPECIALS = {
     "log1p": [(0.0, 0.0), (-0.0, -0.0), ("inf", "inf"), ("-inf", "nan"), ("nan", "nan"),
               (-1.0, "-inf"), (-2.0, "nan"), ("-max", "nan"), ("sub", "sub"), ("-sub", "-sub"),
               ("tiny", "tiny"), ("-tiny", "-tiny")],
+    "log1p_unit": [(0.0, 0.0), (-0.0, -0.0), ("nan", "nan"), ("sub", "sub"), ("tiny", "tiny")],
     "tanh": [(0.0, 0.0), (-0.0, -0.0), ("inf", 1.0), ("-inf", -1.0), ("nan", "nan"),
              ("max", 1.0), ("-max", -1.0), (30.0, 1.0), (-30.0, -1.0), ("sub", "sub"),
              ("-sub", "-sub"), ("tiny", "tiny"), ("-tiny", "-tiny")],
     "erfc": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", 2.0), ("nan", "nan"),
              ("max", 0.0), ("-max", 2.0), ("sub", 1.0), ("-sub", 1.0), (30.0, 0.0), (-30.0, 2.0),
              (-10.0, 2.0)],
+    "erfcx": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", "inf"), ("nan", "nan"),
+              ("-max", "inf"), ("sub", 1.0), ("-sub", 1.0), (-30.0, "inf")],
 }
 
 
@@ -344,7 +376,8 @@ def test_vectorized(name, dt):
 
 
 _LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
-               "tanh": math.tanh, "erfc": math.erfc}
+               "log1p_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
+               "erfcx": math.erfc}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -39,6 +39,18 @@ erfc
     piece.  In both, the exponential is evaluated from an exact double-word
     argument (x split into halves by ``mathlib.chop``), which keeps full
     relative accuracy in the tail down to the underflow threshold.
+log1p_unit
+    log1p on [0, 1] only: 2 atanh(s) = 2 s P(s**2), s = x/(2 + x) in
+    [0, 1/3], P a least-squares Chebyshev fit of degree 4 (float32) or 9
+    (float64) with P(0) = 1: one division, no range reduction, no special
+    cases (softplus, log-sigmoid and the losses built on them take log1p of
+    exp(-|x|)).
+erfcx
+    exp(x**2) erfc(x) for x >= 0 as t R(t), t = 1/(1 + x/k), R one
+    polynomial for the whole half-line (k = 2, degree 10 for float32; k = 3,
+    degree 22 for float64; weighted least-squares Chebyshev fits, 1.6e-7 and
+    2.7e-15 with rounded coefficients): no exponential, one division.  x < 0 uses
+    2 exp(x**2) - erfcx(-x), x**2 as an exact double word.
 """
 import numpy as np
 from llvmlite import ir
@@ -189,6 +201,47 @@ _ERF = dict(
         3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
         -2.24409524465858183362e+01),
 )
+
+# erfcx(a) (1 + a/k) = R(t), t = 1/(1 + a/k) in (0, 1]: (k, coefficients of R,
+# constant term first).  R(0) = 1/(k sqrt(pi)) rounded (the asymptote, so that
+# results in the denormal range round right); the other coefficients fitted to
+# mpmath values of (R(t) - R(0))/t on 800 Chebyshev nodes, the top one then
+# moved by an ulp or two so that R(1) = erfcx(0) evaluates to exactly 1.
+_ERFCX = {
+    np.float32: (2.0, (
+        0.282094806432724, 0.2820940315723419, 0.24687811732292175, 0.17538470029830933,
+        0.09306424856185913, -0.05783515051007271, 0.12921468913555145, -0.4509691298007965,
+        0.49039047956466675, -0.23321357369422913, 0.04289677366614342)),
+    np.float64: (3.0, (
+        0.18806319451591877, 0.18806319451589645, 0.17761523926716938, 0.15671932872275451,
+        0.12711678692815254, 0.09229038399616746, 0.05697744212863796, 0.026253052713098655,
+        0.003712961612263853, -0.005246941668941487, -0.021518686290765414, 0.040416006378828306,
+        -0.1351744904202662, 0.31370429510429026, -0.5381324837819351, 0.7156590617782432,
+        -0.6903289659155678, 0.4475363700223334, -0.1730554319477302, 0.02349534023980543,
+        0.010362743744143414, -0.005268658458911449, 0.0007402568164140526)),
+}
+
+
+# log1p_unit: coefficients of P(q) = atanh(sqrt q)/sqrt q on q in [0, 1/9],
+# constant term (1) first.
+_ATANH = {
+    np.float32: (1.0, 0.3333320617675781, 0.2001080960035324, 0.1400042325258255,
+                 0.14007562398910522),
+    np.float64: (1.0, 0.3333333333333892, 0.19999999998015183, 0.1428571452943293,
+                 0.11111096463121689, 0.09091405617212489, 0.07682191554965105,
+                 0.06792537630859874, 0.04955593113337988, 0.08858976587349249),
+}
+
+
+def _horner(coeffs):
+    """A jitable polynomial sum_i coeffs[i] u**i, written out for the vectorizer."""
+    lines = ["def poly(u):", f"    p = C[{len(coeffs) - 1}]"]
+    lines += [f"    p = C[{i}] + u * p" for i in range(len(coeffs) - 2, -1, -1)]
+    lines.append("    return p")
+    namespace = {"C": tuple(coeffs)}
+    exec("\n".join(lines), namespace)
+    return register_jitable(namespace["poly"])
+
 
 # float32 erfc: Q(u) coefficients, constant term first (see _build).
 _ERFC_F32_Q = (-1.2567583277554752, -0.3032393488197415, 0.16152890068531692,
@@ -357,6 +410,15 @@ def _build(F):
         y = _sel(u < ZERO, NAN, y)
         return _sel(x != x, x, y)
 
+    atanh_poly = _horner([c(v) for v in _ATANH[F]])
+    QUARTER_ = c(0.25)
+
+    @register_jitable
+    def log1p_unit_(x):
+        # 2s = x d, d = 2/(2 + x): x d keeps denormal x exact
+        v = x * (TWO / (TWO + x))
+        return v * atanh_poly(QUARTER_ * (v * v))
+
     # ---- tanh
     @register_jitable
     def tanh_(x):
@@ -458,7 +520,31 @@ def _build(F):
             res = _sel(inA, resA, _sel(inB, resB, resCD))
             return _sel(x != x, x, res)
 
-    return dict(exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, tanh=tanh_, erfc=erfc_)
+    # ---- erfcx
+    ERFCX_K, ERFCX_R = _ERFCX[F]
+    erfcx_poly = _horner([c(v) for v in ERFCX_R])
+    INV_K = c(1.0 / ERFCX_K)
+    # erfcx(x) ~ 2 exp(x**2) overflows below this (and 2**n is still finite above)
+    ERFCX_NEG_OVF = c(-np.sqrt(np.log(np.finfo(F).max / 2.0)))
+
+    @register_jitable
+    def erfcx_(x):
+        a = abs(x)
+        t = ONE / (ONE + a * INV_K)          # 0 at a = inf
+        y = t * erfcx_poly(t)
+        # x < 0 (LLVM drops this when x is known to be >= 0, e.g. a fabs)
+        # 2 expm1(x**2) + (2 - y): no cancellation near 0
+        xh = chop(a)
+        xl = a - xh
+        em, s1, s2, _ = exp_core(xh * xh, (xh + xh) * xl + xl * xl)
+        s = s1 * s2
+        neg = TWO * ((s - ONE) + s * em) + (TWO - y)
+        neg = _sel(x < ERFCX_NEG_OVF, INF, neg)
+        y = _sel(x < ZERO, neg, y)
+        return _sel(x != x, x, y)
+
+    return dict(exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+                tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 
 _IMPLS = {types.float32: _build(np.float32), types.float64: _build(np.float64)}

@@ -32,8 +32,10 @@ _LIBDEVICE = {
     "expm1": (libdevice.expm1f, libdevice.expm1),
     "log": (libdevice.logf, libdevice.log),
     "log1p": (libdevice.log1pf, libdevice.log1p),
+    "log1p_unit": (libdevice.log1pf, libdevice.log1p),
     "tanh": (libdevice.tanhf, libdevice.tanh),
     "erfc": (libdevice.erfcf, libdevice.erfc),
+    "erfcx": (libdevice.erfcxf, libdevice.erfcx),
 }
 
 _registered = False

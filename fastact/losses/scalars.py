@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from ..mathlib import exp, expm1, helper, lit, log, log1p
+from ..mathlib import exp, expm1, helper, lit, log, log1p, log1p_unit
+from ..parts import sigmoid_pair, softplus_pair
 
 LOG2 = math.log(2.0)
 
@@ -19,26 +20,6 @@ def sign0(z):
     """sign(z) with sign(0) = 0 and sign(NaN) = 0 (PyTorch's sgn in l1 backward)."""
     one = lit(z, 1.0)
     return one if z > lit(z, 0.0) else (-one if z < lit(z, 0.0) else lit(z, 0.0))
-
-
-@helper
-def sigmoid_pair(x):
-    """(sigmoid x, sigmoid(-x)), both to full relative accuracy, exact at +-inf."""
-    one = lit(x, 1.0)
-    e = exp(-abs(x))
-    r = one / (one + e)
-    small = e * r
-    if x >= lit(x, 0.0):
-        return r, small
-    return small, r
-
-
-@helper
-def softplus_pair(x):
-    """(softplus x, softplus(-x)) = (log1p(e^x), log1p(e^-x)), stable for every x."""
-    zero = lit(x, 0.0)
-    l = log1p(exp(-abs(x)))
-    return (x if x > zero else zero) + l, (-x if x < zero else zero) + l
 
 
 # ------------------------------------------------------------ regression
@@ -102,22 +83,29 @@ def pseudo_huber_lg(p, t, delta):
 
 @helper
 def log_cosh_lg(p, t):
-    """log cosh z and tanh z from one expm1 and one log1p (m = expm1|z|).
+    """log cosh z and tanh z from one expm1, one log1p of an argument in [0, 1]
+    and one division (m = expm1|z|, w = 1/(1 + m) = exp(-|z|), q = m (m + 2)
+    = expm1(2|z|)).
 
-    |z| < 1: log cosh = log1p(m**2 / (2 (1 + m))), tanh|z| = q / (q + 2), q = m (m + 2);
-    else: with e = exp(-2|z|) = 1 / (1 + m)**2: |z| + log1p(e) - log 2, tanh|z| = (1 - e) / (1 + e).
+    |z| < 1: log cosh = log1p(m**2 w / 2)  (cosh = 1 + m**2 / (2 (1 + m)));
+    else: |z| + log1p(w**2) - log 2.  tanh|z| = q / (q + 2) (|z| < 1) or
+    1 - 2 / (q + 2).  w and 1/(q + 2) come from one reciprocal of
+    (1 + m)(q + 2).  |z| is capped at 20 inside (tanh is 1 there and
+    log1p(w**2) below 1e-17 of the loss).
     """
     one, two = lit(p, 1.0), lit(p, 2.0)
     z = p - t
     a = abs(z)
-    m = expm1(a)
+    ac = lit(p, 20.0) if a > lit(p, 20.0) else a
+    m = expm1(ac)
     m1 = one + m
-    e = one / (m1 * m1)
-    small = a < one
-    u = m * m / (two * m1) if small else e
-    l = log1p(u)
     q = m * (m + two)
-    ta = q / (q + two) if small else (one - e) / (one + e)
+    r = one / (m1 * (q + two))
+    w = (q + two) * r
+    small = a < one
+    iq2 = m1 * r                       # 1/(q + 2)
+    ta = q * iq2 if small else one - two * iq2    # exactly 1 at the cap
+    l = log1p_unit(lit(p, 0.5) * (m * m) * w if small else w * w)
     v = l if small else a + l - lit(p, LOG2)
     return v, (-ta if z < lit(p, 0.0) else ta)
 
