@@ -31,6 +31,7 @@ math.  ``lit(x, 0.5)`` gives the constant in ``x``'s type.
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 _FORCEINLINE = {"forceinline": True}
@@ -150,8 +151,41 @@ def _chop_overload(x):
     return None
 
 
+def fma(a, b, c):
+    """a*b + c rounded once (llvm.fma: the FMA instruction on both targets).
+    fma(a, b, -(a*b)) is the exact rounding error of the product a*b."""
+    from fractions import Fraction
+    ty = type(a)
+    if not all(np.isfinite([a, b, c])):
+        return ty(float(a) * float(b) + float(c))
+    return ty(float(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))))
+
+
+@intrinsic
+def _fma_llvm(typingctx, a, b, c):
+    if a not in _CHOP or b != a or c != a:
+        return None
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(args[0].type, [args[0].type] * 3)
+        name = "llvm.fma.f32" if args[0].type == ir.FloatType() else "llvm.fma.f64"
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, list(args))
+
+    return a(a, a, a), codegen
+
+
+def _fma_overload(a, b, c):
+    if a in _CHOP and b == a and c == a:
+        def impl(a, b, c):
+            return _fma_llvm(a, b, c)
+        return impl
+    return None
+
+
 _per_target(lit, _lit_overload, jit_options=_FORCEINLINE)
 _per_target(chop, _chop_overload, jit_options=_FORCEINLINE)
+_per_target(fma, _fma_overload, jit_options=_FORCEINLINE)
 
 
 def _np1(fn):

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..mathlib import chop, erfcx, exp, expm1, jitable, lit
+from ..mathlib import erfcx, exp, expm1, fma, jitable, lit
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
@@ -567,11 +567,9 @@ def gelu_erf_vad(x):
     # erfc(a) = erfcx(a) g and g = exp(-x**2 / 2) = sqrt(2 pi) phi(x), one
     # exponential for both.  g is taken from x itself: exp(-a**2) would
     # amplify the rounding of a ~2 a**2-fold, erfcx only passes it on.  err =
-    # x*x - sq exactly (products of chop halves), exp(-sq/2) (1 - err/2) = g.
+    # x*x - sq exactly, exp(-sq/2) (1 - err/2) = g.
     sq = x * x
-    xh = chop(x)
-    xl = x - xh
-    err = ((xh * xh - sq) + (xh + xh) * xl) + xl * xl
+    err = fma(x, x, -sq)
     err = err if abs(x) < lit(x, 64.0) else lit(x, 0.0)   # beyond, g is 0
     g = exp(-half * sq) * (one - half * err)
     q = half * erfcx(abs(x * lit(x, INV_SQRT2))) * g
