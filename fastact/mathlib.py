@@ -98,6 +98,44 @@ def helper(fn):
     return _per_target(fn, _itself(fn), jit_options=_FORCEINLINE)
 
 
+def polynomial(name, coefficients):
+    """A jitable p(x) = sum_k c_k x**k (Horner, written out for the vectorizer),
+    its coefficients per float type: ``coefficients`` maps np.float32 and
+    np.float64 to tuples, constant term first, so that each type evaluates a
+    fit of its own degree."""
+    impls = {}
+    for ty, coeffs in coefficients.items():
+        lines = [f"def {name}(x):", f"    p = C[{len(coeffs) - 1}]"]
+        lines += [f"    p = C[{i}] + x * p" for i in range(len(coeffs) - 2, -1, -1)]
+        lines.append("    return p")
+        namespace = {"C": tuple(ty(c) for c in coeffs)}
+        exec("\n".join(lines), namespace)
+        impls[types.float32 if ty is np.float32 else types.float64] = namespace[name]
+
+    def fn(x):
+        return impls[types.float32 if isinstance(x, np.float32) else types.float64](x)
+
+    fn.__name__ = fn.__qualname__ = name
+    _per_target(fn, lambda x: impls.get(x), jit_options=_FORCEINLINE)
+    return fn
+
+
+def is_float32(x):
+    """True for a float32 x: a compile-time constant in kernels, so that a
+    definition can spend work on float32 rounding that float64 does not need."""
+    return isinstance(x, np.float32)
+
+
+def _is_float32_overload(x):
+    if isinstance(x, types.Float):
+        answer = x == types.float32
+
+        def impl(x):
+            return answer
+        return impl
+    return None
+
+
 def lit(x, value):
     """``value`` converted to the floating type of ``x``."""
     return type(x)(value)
@@ -186,6 +224,7 @@ def _fma_overload(a, b, c):
 _per_target(lit, _lit_overload, jit_options=_FORCEINLINE)
 _per_target(chop, _chop_overload, jit_options=_FORCEINLINE)
 _per_target(fma, _fma_overload, jit_options=_FORCEINLINE)
+_per_target(is_float32, _is_float32_overload, jit_options=_FORCEINLINE)
 
 
 def _np1(fn):

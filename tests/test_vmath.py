@@ -326,6 +326,30 @@ def test_chop_splits_into_halves_with_exact_products(dt):
     assert not np.array_equal(hi, x)   # the split did something
 
 
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_fma_rounds_once(dt):
+    """mathlib.fma (compiled in a fastmath loop, and plain Python): fma(a, b, -a*b)
+    is the exact rounding error of the product."""
+    from fractions import Fraction
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(400).astype(dt)
+    b = (rng.standard_normal(400) * 1e3).astype(dt)
+    p = a * b
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def kernel(a, b, c, out):
+        for i in range(a.size):
+            out[i] = mathlib.fma(a[i], b[i], c[i])
+
+    e = np.empty_like(a)
+    kernel(a, b, -p, e)
+    exact = [Fraction(float(u)) * Fraction(float(v)) - Fraction(float(w)) for u, v, w in zip(a, b, p)]
+    assert all(Fraction(float(x)) == y for x, y in zip(e, exact))
+    assert np.count_nonzero(e) > 300           # the products did round
+    assert all(mathlib.fma(a[i], b[i], -p[i]) == e[i] for i in range(50))
+    assert np.isnan(mathlib.fma(dt(np.inf), dt(0.0), dt(1.0)))
+
+
 # ---------------------------------------------------------------- vectorization
 
 # A named call to a libm-style function or to a (non-inlined) vmath/mathlib body.
