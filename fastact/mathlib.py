@@ -8,7 +8,10 @@ they work on NumPy scalars and keep their dtype.
 
 ``chop`` is a bit operation, not math: it lets definitions split a value into
 halves whose products are exact (double-word arithmetic that FMA contraction
-cannot spoil).  Its one implementation (a bit mask) serves every target.
+cannot spoil).  Its one implementation (a bit mask) serves every target, as
+do those of ``fma`` (llvm.fma: the exact error of a product in one
+instruction), ``polynomial`` (Horner with coefficients per float type) and
+``is_float32`` (a compile-time constant).
 
 Targets.  Every function here, and every function an op definition marks
 with ``jitable`` or ``helper``, has one overload per target, and none of them

@@ -44,9 +44,6 @@ _DOUBLE = re.compile(r"\b(fpext float|fadd double|fsub double|fmul double|fdiv d
                      r"call double @__nv_\w+)")
 
 
-F64_BY_DESIGN = {"gelu[tanh]", "geglu[tanh]"}
-
-
 def float64_ops(ir):
     """float64 operations on values (not constant expressions, which NVVM folds)."""
     bad = set()
@@ -103,11 +100,8 @@ def main(argv):
         try:
             cres = compile_cuda(pyfunc, types.void, argtypes, cc=CC)
             ir = cres.library.get_llvm_str()
-            # float32 gelu/geglu[tanh] carry the rounding error of their argument
-            # in float64 on purpose (fastact/ops/elementwise.py: gelu_tanh_vad);
-            # every other float32 kernel must stay in float32.
-            exempt = label.split(".")[0] in F64_BY_DESIGN
-            bad = float64_ops(ir) if f32 and not exempt else []
+            # every float32 kernel stays in float32
+            bad = float64_ops(ir) if f32 else []
             if bad:
                 raise AssertionError(f"float64 arithmetic in a float32 kernel: {bad}")
         except Exception as e:  # noqa: BLE001

@@ -559,6 +559,9 @@ def gelu_erf_vad(x):
 
 GELU_A = 2.0 * SQRT_2_OVER_PI
 GELU_B = 2.0 * SQRT_2_OVER_PI * GELU_C
+# what rounding GELU_A, GELU_B to float32 drops
+GELU_A_LO32 = GELU_A - float(np.float32(GELU_A))
+GELU_B_LO32 = GELU_B - float(np.float32(GELU_B))
 
 
 @jitable
@@ -582,8 +585,8 @@ def gelu_tanh_vad(x):
         lo = p if a > p else a
         es = (hi - m) + lo                    # a + p - m (Fast2Sum)
         ev = fma(x, m, -v)
-        a_lo = lit(x, GELU_A - np.float64(lit(x, GELU_A)))
-        b_lo = lit(x, GELU_B - np.float64(lit(x, GELU_B)))
+        a_lo = lit(x, GELU_A_LO32)
+        b_lo = lit(x, GELU_B_LO32)
         delta = ev + x * ((es + ep) + (a_lo + b_lo * x2 + b * e2))
         delta = delta if abs(x) < lit(x, 1e4) else lit(x, 0.0)
     else:
