@@ -473,8 +473,7 @@ define("softplus",
 @jitable
 def silu_vad(x):
     s, oms = sigmoid_pair(x)
-    one = lit(x, 1.0)
-    return x / (one + exp(-x)), s * (one + x * oms)
+    return x * s, s * (lit(x, 1.0) + x * oms)
 
 
 def _np_silu(x):
@@ -491,8 +490,7 @@ define("silu", "silu(x) = x * sigmoid(x);  derivative sigmoid(x) * (1 + x * (1 -
 def swish_vad(x, beta):
     bx = beta * x
     s, oms = sigmoid_pair(bx)
-    one = lit(x, 1.0)
-    return x / (one + exp(-bx)), s * (one + bx * oms)
+    return x * s, s * (lit(x, 1.0) + bx * oms)
 
 
 def _np_swish(x, beta):
