@@ -161,7 +161,8 @@ def elementwise(dtype, n, repeats, with_numpy):
 
 def small(repeats):
     n = 1000
-    print("\n### 1e3 float32 elements: fastact vs NumPy (no out=, as called in a loop)\n")
+    print("\n### 1e3 float32 elements: fastact vs NumPy (no out=, as called in a loop; "
+          "the NumPy baseline through the same wrapper, backend='numpy')\n")
     print("| op / pass | fastact µs | NumPy µs | vs NumPy |\n|---|---|---|---|")
     slower = []
     for spec, choice in elementwise_variants():
@@ -180,6 +181,23 @@ def small(repeats):
             label = spec.name + (f"[{choice}]" if choice else "")
             print(f"| {label} {pass_name} | {tf.median_s * 1e6:.1f} | {tn.median_s * 1e6:.1f} "
                   f"| {ratio:.1f}x |", flush=True)
+    # the other activations: row-wise, gated, prelu, maxout, argmax (their fused passes)
+    for spec in fa.REGISTRY.values():
+        if spec.kind in ("elementwise", "loss"):
+            continue
+        op = getattr(fa, spec.name)
+        for pass_name in [p for p in ("backward", "forward_backward") if p in spec.passes] \
+                or ["forward"]:
+            args, kw = spec.example_call(pass_name, n, np.float32, RNG)
+            method = op if pass_name == "forward" else getattr(op, pass_name)
+            tf = measure(lambda i: method(*args, **kw), repeats=repeats)[0]
+            tn = measure(lambda i: method(*args, backend="numpy", **kw), repeats=repeats)[0]
+            ratio = tn.median_s / tf.median_s
+            if ratio < 1:
+                slower.append(f"{spec.name} {pass_name}")
+            shape = "x".join(str(v) for v in np.shape(args[0]))
+            print(f"| {spec.name} {pass_name} ({shape}) | {tf.median_s * 1e6:.1f} "
+                  f"| {tn.median_s * 1e6:.1f} | {ratio:.1f}x |", flush=True)
     print(f"\nslower than NumPy at 1e3: {slower or 'none'}")
 
 

@@ -1,11 +1,15 @@
 """Public op objects: ``fa.<name>`` is one of these; calling it is the forward."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import dispatch
 from .cpu import elementwise as cpu_elementwise
+from .cpu import rowwise as cpu_rowwise
 from .dispatch import Outputs, flat, prepare, resolve_backend
+from .ops.rowwise import numpy_rowwise
 
 
 def _kernel_params(numeric, dtype):
@@ -94,20 +98,14 @@ class ElementwiseOp(Op):
         C-contiguous inputs of one dtype and shape, default parameters, no
         out=, default backend on the CPU.  None where any of that does not hold
         (the general path then handles the call, errors included)."""
+        dt = plain_dtype(inputs)
+        if dt is None:
+            return None
         x = inputs[0]
-        if type(x) is not np.ndarray or not x.flags.c_contiguous:
-            return None
-        dt = x.dtype
-        for a in inputs[1:]:
-            if type(a) is not np.ndarray or a.dtype != dt or a.shape != x.shape \
-                    or not a.flags.c_contiguous:
-                return None
-        if dispatch.get_backend() not in ("auto", "cpu"):
-            return None
         key = (pass_name, dt)
         plan = self._plans.get(key)
         if plan is None:
-            if dt != _F32 and dt != _F64 or pass_name == "backward_from_output":
+            if pass_name == "backward_from_output":
                 return None
             choice, numeric = self.spec.bind({})
             kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
@@ -120,6 +118,26 @@ class ElementwiseOp(Op):
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def plain_dtype(inputs):
+    """The dtype of the common call that needs little Python work: NumPy
+    float32/float64 C-contiguous arrays of one dtype and shape, the default
+    backend on the CPU.  None where any of that does not hold (the general
+    path then handles the call, errors included)."""
+    x = inputs[0]
+    if type(x) is not np.ndarray or not x.flags.c_contiguous:
+        return None
+    dt = x.dtype
+    if dt != _F32 and dt != _F64:
+        return None
+    for a in inputs[1:]:
+        if type(a) is not np.ndarray or a.dtype != dt or a.shape != x.shape \
+                or not a.flags.c_contiguous:
+            return None
+    if dispatch.get_backend() not in ("auto", "cpu"):
+        return None
+    return dt
 
 
 def _numpy_pass(scalars, pass_name, arrays, numeric):
@@ -179,7 +197,7 @@ def normalize_axis(axis, ndim: int, name: str) -> int:
 def split_axis(shape, axis: int):
     """(outer, n, inner): the sizes before, at and after `axis`."""
     shape = tuple(shape) or (1,)
-    return int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
 class RowwiseOp(Op):
@@ -199,6 +217,12 @@ class RowwiseOp(Op):
         return self._run("forward_backward", (x, dy), ("x", "dy"), axis, out, backend)
 
     def _run(self, pass_name, inputs, roles, axis, out, backend):
+        if out is None and backend is None and plain_dtype(inputs) is not None:
+            x = inputs[0]
+            if x.ndim and x.size and (axis == -1 or axis == x.ndim - 1):
+                outs = [np.empty_like(x) for _ in range(2 if pass_name == "forward_backward" else 1)]
+                self._cpu_rows(pass_name, inputs, outs)
+                return outs[0] if len(outs) == 1 else tuple(outs)
         name = f"{self.spec.name}.{pass_name}"
         b = resolve_backend(backend, *inputs)
         if b == "cuda":
@@ -226,16 +250,19 @@ class RowwiseOp(Op):
         return self._compute(b, pass_name, arrays, ax, outs)
 
     def _compute(self, b, pass_name, arrays, ax, outs):
-        from .cpu import rowwise as cpu_rowwise
-        from .ops.rowwise import numpy_rowwise
         if b == "numpy":
             dy = arrays[1] if len(arrays) > 1 else None
             outs.put(numpy_rowwise(self.spec, pass_name, arrays[0], dy, -1))
-            return outs.finish()
+        else:
+            self._cpu_rows(pass_name, arrays, outs.arrays)
+        return outs.finish()
+
+    def _cpu_rows(self, pass_name, arrays, out_arrays):
+        """The CPU kernel over the last axis of C-contiguous arrays."""
         shape = arrays[0].shape or (1,)
-        n, nrows = shape[-1], int(np.prod(shape[:-1]))
+        n, nrows = shape[-1], math.prod(shape[:-1])
         rows = [a.reshape(nrows, n) for a in arrays]
-        outs2 = [a.reshape(nrows, n) for a in outs.arrays]
+        outs2 = [a.reshape(nrows, n) for a in out_arrays]
         dt = arrays[0].dtype.type
         sign, log_output = dt(self.spec.extra["sign"]), self.spec.extra["log"]
         size = arrays[0].size
@@ -247,7 +274,6 @@ class RowwiseOp(Op):
         else:
             cpu_rowwise.BACKWARD.get(size)(rows[0], rows[1], outs2[0], outs2[1], sign,
                                            log_output, True)
-        return outs.finish()
 
 
 OP_CLASSES = {"elementwise": ElementwiseOp, "rowwise": RowwiseOp}

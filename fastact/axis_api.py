@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .api import Op, normalize_axis, split_axis
+from .api import Op, normalize_axis, plain_dtype, split_axis
 from .cpu import axis_kernels as K
 from .dispatch import Outputs, prepare, resolve_backend
 from .ops import axis_ops
@@ -205,6 +205,11 @@ class ArgmaxOp(Op):
     """argmax(x, axis=-1): int64 indices of the maxima (NaN counts as the maximum)."""
 
     def __call__(self, x, *, axis=-1, out=None, backend=None):
+        if out is None and backend is None and plain_dtype((x,)) is not None \
+                and x.ndim and x.shape[-1] and (axis == -1 or axis == x.ndim - 1):
+            y = np.empty(x.shape[:-1], np.int64)
+            K.ARGMAX_ROWS.get(x.size)(x.reshape(-1, x.shape[-1]), y.reshape(-1))
+            return y
         name = f"{self.spec.name}"
         b = resolve_backend(backend, x)
         if b == "cuda":

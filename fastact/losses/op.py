@@ -7,6 +7,8 @@ them (shapes, dtypes, labels, BCE ranges) before any kernel runs.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import api, dispatch
@@ -178,7 +180,7 @@ def _prepare_dense(spec, name, a, b, container, compute, result, opts):
     ax = _class_axis(spec, name, a, opts)
     x = _moved(a, ax, compute)
     t = _moved(b, ax, compute)
-    rows = x.size // x.shape[-1] if x.shape[-1] else int(np.prod(x.shape[:-1]))
+    rows = x.size // x.shape[-1] if x.shape[-1] else math.prod(x.shape[:-1])
     reduction = opts["reduction"]
     divisor = float(rows) if reduction == "mean" else 1.0
     return LossCall(family="dense", name=name, pred=x, target=t, shape=a.shape,
@@ -306,7 +308,7 @@ def _run_cpu(spec, call, want_grad, g):
         return _finish_loss(call, total=partial.sum())
     x = call.pred
     n_classes = x.shape[-1]
-    rows = int(np.prod(x.shape[:-1]))
+    rows = math.prod(x.shape[:-1])
     x2 = x.reshape(rows, n_classes)
     rl = np.zeros(rows, np.float64)
     g2 = g.reshape(rows, n_classes) if want_grad else np.empty((0, n_classes), call.compute)
