@@ -5,6 +5,7 @@ import numpy as np
 
 from .api import Op, normalize_axis, plain_dtype, split_axis
 from .cpu import axis_kernels as K
+from .cpu.jit import PARALLEL_MIN
 from .dispatch import Outputs, prepare, resolve_backend
 from .ops import axis_ops
 
@@ -126,7 +127,10 @@ class PreluOp(Op):
             outs.put(axis_ops.numpy_prelu(pass_name, x, dy, w,
                                                      ax if w.size > 1 else 0))
             return outs.finish()
-        x3, w1 = x.reshape(outer, c, inner), w.reshape(c)
+        w1 = w.reshape(c)
+        if inner == 1 and c > 1:
+            return self._rows(pass_name, arrays, w1, outer, c, outs)
+        x3 = x.reshape(outer, c, inner)
         if pass_name == "forward":
             K.PRELU_FORWARD.get(x.size)(x3, w1, outs.arrays[0].reshape(outer, c, inner))
             return outs.finish()
@@ -138,6 +142,23 @@ class PreluOp(Op):
                                      partial, pass_name == "forward_backward")
         dw = partial.reshape(outer, c, ib).sum(axis=(0, 2))
         outs.arrays[-1][...] = dw.reshape(w.shape)
+        return outs.finish()
+
+    @staticmethod
+    def _rows(pass_name, arrays, w1, outer, c, outs):
+        """The (outer, C) layout: row kernels vectorized along the channels."""
+        x2 = arrays[0].reshape(outer, c)
+        size = x2.size
+        if pass_name == "forward":
+            K.PRELU_FORWARD_ROWS.get(size)(x2, w1, outs.arrays[0].reshape(outer, c))
+            return outs.finish()
+        blocks = min(outer, 64) if size >= PARALLEL_MIN else min(outer, 1)
+        partial = np.empty((blocks, c), dtype=np.float64)
+        dx2 = outs.arrays[-2].reshape(outer, c)
+        y2 = outs.arrays[0].reshape(outer, c) if pass_name == "forward_backward" else dx2
+        K.PRELU_BACKWARD_ROWS.get(size)(x2, arrays[1].reshape(outer, c), w1, y2, dx2, partial,
+                                        pass_name == "forward_backward")
+        outs.arrays[-1][...] = partial.sum(axis=0).reshape(outs.arrays[-1].shape)
         return outs.finish()
 
 

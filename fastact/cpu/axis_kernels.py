@@ -98,8 +98,39 @@ def _prelu_backward(x, dy, w, y, dx, partial, write_y):
         partial[t] = acc
 
 
+# inner == 1, x: (outer, C) (a dense layer's (N, C) activations): whole rows of
+# channels, vectorized along them; dw from float64 partial sums per block of rows
+# (partial: (blocks, C)).
+
+def _prelu_forward_rows(x, w, y):
+    for o in prange(x.shape[0]):
+        for ch in range(x.shape[1]):
+            v = x[o, ch]
+            y[o, ch] = v if v > 0 else w[ch] * v
+
+
+def _prelu_backward_rows(x, dy, w, y, dx, partial, write_y):
+    outer, c = x.shape
+    nb = partial.shape[0]
+    per = (outer + nb - 1) // nb if nb else 0
+    for b in prange(nb):
+        for ch in range(c):
+            partial[b, ch] = 0.0
+        for o in range(b * per, min(outer, (b + 1) * per)):
+            for ch in range(c):
+                v = x[o, ch]
+                d = dy[o, ch]
+                wc = w[ch]
+                if write_y:
+                    y[o, ch] = v if v > 0 else wc * v
+                dx[o, ch] = d if v > 0 else wc * d
+                partial[b, ch] += 0.0 if v > 0 else np.float64(d) * np.float64(v)
+
+
 PRELU_FORWARD = KernelPair(_prelu_forward)
 PRELU_BACKWARD = KernelPair(_prelu_backward)
+PRELU_FORWARD_ROWS = KernelPair(_prelu_forward_rows)
+PRELU_BACKWARD_ROWS = KernelPair(_prelu_backward_rows)
 
 
 # ------------------------------------------------------------ maxout and argmax
