@@ -107,7 +107,8 @@ def prelu_reference(x, dy, w, axis):
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("shape,wsize,axis", [((4, 3, 5, 5), 3, 1), ((8, 16), 16, 1),
                                               ((6, 7), 1, 1), ((50000,), 1, 1),
-                                              ((64, 10, 100), 10, 1), ((5, 4), 5, 0)])
+                                              ((64, 10, 100), 10, 1), ((5, 4), 5, 0),
+                                              ((3000, 40), 40, 1), ((0, 7), 7, 1)])
 def test_prelu(shape, wsize, axis, dtype, rng):
     x = rng.standard_normal(shape).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -123,7 +124,8 @@ def test_prelu(shape, wsize, axis, dtype, rng):
     np.testing.assert_array_equal(dw2, dw)
     np.testing.assert_array_equal(fa.prelu(x, w, axis=axis), y)
     yb, dxb, dwb = fa.prelu.forward_backward(x, dy, w, axis=axis, backend="numpy")
-    np.testing.assert_allclose(dwb, dw, rtol=1e-5)
+    # the baseline sums in the input's type: float32 rounding grows with the terms
+    assert np.all(np.abs(dwb - rdw) <= 1e-5 * (np.abs(rdw) + np.sqrt(x.size)))
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
