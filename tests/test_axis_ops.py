@@ -222,3 +222,29 @@ def test_argmax_over_contiguous_rows(n, dtype, rng):
     x[5, :] = np.nan
     for xs in (x, x[:7]):
         np.testing.assert_array_equal(fa.argmax(xs), np.argmax(xs, axis=-1))
+
+
+def _packed_float32_ops(kernel, *args):
+    import re
+    kernel(*args)
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    return len(re.findall(r"^\s+v\w+ps\s+[^\n]*%[yz]mm", asm, re.M))
+
+
+def test_axis_kernels_are_vectorized():
+    """The gated and prelu loops run over 1-d slices of their blocks; indexed
+    x[o, c, i] inside the prange body they were left scalar (fastact.cpu.axis_kernels).
+    Packed float32 ymm/zmm instructions, measured: gated backward 10 before, 89
+    after; prelu backward 22 before, 80 after."""
+    from fastact.cpu import axis_kernels as K
+    from fastact.cpu.jit import KernelPair, inline_scalar
+    scalars = next(iter(fa.REGISTRY["swiglu"].scalars.values()))
+    g = inline_scalar(scalars.value_and_derivative, 0, wide=True)
+    x = np.ones((4, 2, 64), np.float32)
+    dy = np.ones((4, 64), np.float32)
+    gated = KernelPair(K.gated_backward_kernel(g), cache=False).serial
+    assert _packed_float32_ops(gated, x, dy, np.empty_like(dy), np.empty_like(x), 0, True, ()) > 50
+    x3 = np.ones((2, 3, 64), np.float32)
+    prelu = KernelPair(K._prelu_backward, cache=False).serial
+    assert _packed_float32_ops(prelu, x3, x3, np.ones(3, np.float32), np.empty_like(x3),
+                               np.empty_like(x3), np.empty(6), True) > 50

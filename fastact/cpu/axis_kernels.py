@@ -4,13 +4,16 @@ Inputs are C-contiguous views (outer, n, inner) of the user's array with the
 op's axis in the middle, so no axis is ever moved in memory.  Work is split in
 blocks of at most BLOCK contiguous elements of the innermost axis, which keeps
 both the parallel split and the inner loops' vectorization whatever the shape.
+Each inner loop runs over 1-d slices of its block (``x[o, c, i0:i1]``): indexed
+as x[o, c, i] inside a prange body, the same loops ran 5-6 times slower
+(swiglu forward_backward on (4096, 1024) float32: 8-11 ms, now 1.7 ms).
 """
 import numpy as np
 from numba import prange
 
 from ..ops.axis_ops import best_of
 from .jit import KernelPair, inline_scalar
-from .reduce import first_argmax
+from .reduce import first_argmax, nonpositive_dot64
 
 BLOCK = 4096
 
@@ -25,9 +28,11 @@ def gated_forward_kernel(g):
         kb = (k + BLOCK - 1) // BLOCK
         for t in prange(outer * kb):
             o, k0 = t // kb, (t % kb) * BLOCK
-            for i in range(k0, min(k, k0 + BLOCK)):
-                gv, _ = g(x[o, act, i], p)
-                y[o, i] = x[o, 1 - act, i] * gv
+            k1 = min(k, k0 + BLOCK)
+            xv, xu, ys = x[o, act, k0:k1], x[o, 1 - act, k0:k1], y[o, k0:k1]
+            for i in range(k1 - k0):
+                gv, _ = g(xv[i], p)
+                ys[i] = xu[i] * gv
     return gated_forward
 
 
@@ -37,14 +42,17 @@ def gated_backward_kernel(g):
         kb = (k + BLOCK - 1) // BLOCK
         for t in prange(outer * kb):
             o, k0 = t // kb, (t % kb) * BLOCK
-            for i in range(k0, min(k, k0 + BLOCK)):
-                gv, dg = g(x[o, act, i], p)
-                u = x[o, 1 - act, i]
-                d = dy[o, i]
+            k1 = min(k, k0 + BLOCK)
+            xv, xu, dys, ys = x[o, act, k0:k1], x[o, 1 - act, k0:k1], dy[o, k0:k1], y[o, k0:k1]
+            dxv, dxu = dx[o, act, k0:k1], dx[o, 1 - act, k0:k1]
+            for i in range(k1 - k0):
+                gv, dg = g(xv[i], p)
+                u = xu[i]
+                d = dys[i]
                 if write_y:
-                    y[o, i] = u * gv
-                dx[o, 1 - act, i] = d * gv
-                dx[o, act, i] = d * u * dg
+                    ys[i] = u * gv
+                dxu[i] = d * gv
+                dxv[i] = d * u * dg
     return gated_backward
 
 
@@ -72,9 +80,11 @@ def _prelu_forward(x, w, y):
         r, i0 = t // ib, (t % ib) * BLOCK
         o, ch = r // c, r % c
         wc = w[ch]
-        for i in range(i0, min(inner, i0 + BLOCK)):
-            v = x[o, ch, i]
-            y[o, ch, i] = v if v > 0 else wc * v
+        i1 = min(inner, i0 + BLOCK)
+        xs, ys = x[o, ch, i0:i1], y[o, ch, i0:i1]
+        for i in range(i1 - i0):
+            v = xs[i]
+            ys[i] = v if v > 0 else wc * v
 
 
 def _prelu_backward(x, dy, w, y, dx, partial, write_y):
@@ -84,18 +94,15 @@ def _prelu_backward(x, dy, w, y, dx, partial, write_y):
         r, i0 = t // ib, (t % ib) * BLOCK
         o, ch = r // c, r % c
         wc = w[ch]
-        acc = 0.0
-        for i in range(i0, min(inner, i0 + BLOCK)):
-            v = x[o, ch, i]
-            d = dy[o, ch, i]
+        i1 = min(inner, i0 + BLOCK)
+        xs, ds, ys, dxs = x[o, ch, i0:i1], dy[o, ch, i0:i1], y[o, ch, i0:i1], dx[o, ch, i0:i1]
+        for i in range(i1 - i0):
+            v = xs[i]
+            d = ds[i]
             if write_y:
-                y[o, ch, i] = v if v > 0 else wc * v
-            if v > 0:
-                dx[o, ch, i] = d
-            else:
-                dx[o, ch, i] = wc * d
-                acc += np.float64(d) * np.float64(v)
-        partial[t] = acc
+                ys[i] = v if v > 0 else wc * v
+            dxs[i] = d if v > 0 else wc * d
+        partial[t] = nonpositive_dot64(xs, ds)
 
 
 # inner == 1, x: (outer, C) (a dense layer's (N, C) activations): whole rows of
@@ -104,9 +111,10 @@ def _prelu_backward(x, dy, w, y, dx, partial, write_y):
 
 def _prelu_forward_rows(x, w, y):
     for o in prange(x.shape[0]):
+        xr, yr = x[o, :], y[o, :]
         for ch in range(x.shape[1]):
-            v = x[o, ch]
-            y[o, ch] = v if v > 0 else w[ch] * v
+            v = xr[ch]
+            yr[ch] = v if v > 0 else w[ch] * v
 
 
 def _prelu_backward_rows(x, dy, w, y, dx, partial, write_y):
@@ -116,15 +124,17 @@ def _prelu_backward_rows(x, dy, w, y, dx, partial, write_y):
     for b in prange(nb):
         for ch in range(c):
             partial[b, ch] = 0.0
+        pb = partial[b, :]
         for o in range(b * per, min(outer, (b + 1) * per)):
+            xr, dyr, yr, dxr = x[o, :], dy[o, :], y[o, :], dx[o, :]
             for ch in range(c):
-                v = x[o, ch]
-                d = dy[o, ch]
+                v = xr[ch]
+                d = dyr[ch]
                 wc = w[ch]
                 if write_y:
-                    y[o, ch] = v if v > 0 else wc * v
-                dx[o, ch] = d if v > 0 else wc * d
-                partial[b, ch] += 0.0 if v > 0 else np.float64(d) * np.float64(v)
+                    yr[ch] = v if v > 0 else wc * v
+                dxr[ch] = d if v > 0 else wc * d
+                pb[ch] += 0.0 if v > 0 else np.float64(d) * np.float64(v)
 
 
 PRELU_FORWARD = KernelPair(_prelu_forward)

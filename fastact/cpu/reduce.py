@@ -1,4 +1,4 @@
-"""Row reductions (max, float64 sum, float64 dot, argmax), compiled apart with reassoc.
+"""Row reductions (max, float64 sums and dots, argmax), compiled apart with reassoc.
 
 They hold no transcendental code, so reassociation (which lets LLVM vectorize
 the sums) cannot disturb the polynomial math of the kernels that call them.
@@ -94,6 +94,17 @@ def dot64(a, b):
     s = 0.0
     for j in range(a.size):
         s += np.float64(a[j]) * np.float64(b[j])
+    return s
+
+
+@kernel_jit(**_OPTS)
+def nonpositive_dot64(x, dy):
+    """sum of dy[j] * x[j] over the j where x[j] > 0 does not hold (NaN
+    included), accumulated in float64: prelu's weight gradient."""
+    s = 0.0
+    for j in range(x.size):
+        v = x[j]
+        s += 0.0 if v > 0 else np.float64(dy[j]) * np.float64(v)
     return s
 
 
