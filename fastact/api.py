@@ -217,12 +217,13 @@ class RowwiseOp(Op):
         return self._run("forward_backward", (x, dy), ("x", "dy"), axis, out, backend)
 
     def _run(self, pass_name, inputs, roles, axis, out, backend):
+        n_out = 1 if pass_name != "forward_backward" else 2
         if out is None and backend is None and plain_dtype(inputs) is not None:
             x = inputs[0]
             if x.ndim and x.size and (axis == -1 or axis == x.ndim - 1):
-                outs = [np.empty_like(x) for _ in range(2 if pass_name == "forward_backward" else 1)]
+                outs = [np.empty_like(x) for _ in range(n_out)]
                 self._cpu_rows(pass_name, inputs, outs)
-                return outs[0] if len(outs) == 1 else tuple(outs)
+                return outs[0] if n_out == 1 else tuple(outs)
         name = f"{self.spec.name}.{pass_name}"
         b = resolve_backend(backend, *inputs)
         if b == "cuda":
@@ -231,7 +232,6 @@ class RowwiseOp(Op):
         arrays, compute, result, container, originals = prepare(inputs, roles)
         shape = arrays[0].shape
         ax = normalize_axis(axis, len(shape), name)
-        n_out = 1 if pass_name != "forward_backward" else 2
         if len(shape) and ax != len(shape) - 1:
             # Rows along another axis: compute on a moved copy, move the results back.
             moved = [np.ascontiguousarray(np.moveaxis(a, ax, -1)) for a in arrays]

@@ -122,9 +122,8 @@ def _prelu_backward_rows(x, dy, w, y, dx, partial, write_y):
     nb = partial.shape[0]
     per = (outer + nb - 1) // nb if nb else 0
     for b in prange(nb):
-        for ch in range(c):
-            partial[b, ch] = 0.0
         pb = partial[b, :]
+        pb[:] = 0.0
         for o in range(b * per, min(outer, (b + 1) * per)):
             xr, dyr, yr, dxr = x[o, :], dy[o, :], y[o, :], dx[o, :]
             for ch in range(c):

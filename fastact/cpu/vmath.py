@@ -59,7 +59,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
 from .. import mathlib
-from ..mathlib import chop
+from ..mathlib import chop, polynomial
 
 # ---------------------------------------------------------------- intrinsics
 # Small IR helpers.  All of them are plain LLVM instructions (or the llvm.rint /
@@ -233,14 +233,8 @@ _ATANH = {
 }
 
 
-def _horner(coeffs):
-    """A jitable polynomial sum_i coeffs[i] u**i, written out for the vectorizer."""
-    lines = ["def poly(u):", f"    p = C[{len(coeffs) - 1}]"]
-    lines += [f"    p = C[{i}] + u * p" for i in range(len(coeffs) - 2, -1, -1)]
-    lines.append("    return p")
-    namespace = {"C": tuple(coeffs)}
-    exec("\n".join(lines), namespace)
-    return register_jitable(namespace["poly"])
+_erfcx_poly = polynomial("erfcx_poly", {F: c for F, (_, c) in _ERFCX.items()})
+_atanh_poly = polynomial("atanh_poly", _ATANH)
 
 
 # float32 erfc: Q(u) coefficients, constant term first (see _build).
@@ -410,14 +404,13 @@ def _build(F):
         y = _sel(u < ZERO, NAN, y)
         return _sel(x != x, x, y)
 
-    atanh_poly = _horner([c(v) for v in _ATANH[F]])
     QUARTER_ = c(0.25)
 
     @register_jitable
     def log1p_unit_(x):
         # 2s = x d, d = 2/(2 + x): x d keeps denormal x exact
         v = x * (TWO / (TWO + x))
-        return v * atanh_poly(QUARTER_ * (v * v))
+        return v * _atanh_poly(QUARTER_ * (v * v))
 
     # ---- tanh
     @register_jitable
@@ -521,9 +514,7 @@ def _build(F):
             return _sel(x != x, x, res)
 
     # ---- erfcx
-    ERFCX_K, ERFCX_R = _ERFCX[F]
-    erfcx_poly = _horner([c(v) for v in ERFCX_R])
-    INV_K = c(1.0 / ERFCX_K)
+    INV_K = c(1.0 / _ERFCX[F][0])
     # erfcx(x) ~ 2 exp(x**2) overflows below this (and 2**n is still finite above)
     ERFCX_NEG_OVF = c(-np.sqrt(np.log(np.finfo(F).max / 2.0)))
 
@@ -531,7 +522,7 @@ def _build(F):
     def erfcx_(x):
         a = abs(x)
         t = ONE / (ONE + a * INV_K)          # 0 at a = inf
-        y = t * erfcx_poly(t)
+        y = t * _erfcx_poly(t)
         # x < 0 (LLVM drops this when x is known to be >= 0, e.g. a fabs)
         # 2 expm1(x**2) + (2 - y): no cancellation near 0
         xh = chop(a)
