@@ -211,14 +211,21 @@ class MaxoutOp(Op):
             res = axis_ops.numpy_maxout(pass_name, x.reshape(outer, groups, pieces, inner), dy3)
             outs.put([r.reshape(a.shape) for r, a in zip(res, outs.arrays)])
             return outs.finish()
-        if pass_name == "forward":
-            K.MAXOUT_FORWARD.get(x.size)(x4, outs.arrays[0].reshape(outer * groups, inner))
+        rows = outer * groups
+        if inner == 1:     # flat views: the group loop unrolls (K.maxout_rows)
+            forward, backward = K.maxout_rows(pieces)
+            x4, shape_y, shape_x = x.reshape(-1), (rows,), (rows * pieces,)
         else:
-            dx4 = outs.arrays[-1].reshape(outer * groups, pieces, inner)
-            dy2 = arrays[1].reshape(outer * groups, inner)
+            forward, backward = K.MAXOUT_FORWARD, K.MAXOUT_BACKWARD
+            shape_y, shape_x = (rows, inner), x4.shape
+        if pass_name == "forward":
+            forward.get(x.size)(x4, outs.arrays[0].reshape(shape_y))
+        else:
+            dx4 = outs.arrays[-1].reshape(shape_x)
+            dy2 = arrays[1].reshape(shape_y)
             write_y = pass_name == "forward_backward"
-            y2 = outs.arrays[0].reshape(outer * groups, inner) if write_y else dy2
-            K.MAXOUT_BACKWARD.get(x.size)(x4, dy2, y2, dx4, write_y)
+            y2 = outs.arrays[0].reshape(shape_y) if write_y else dy2
+            backward.get(x.size)(x4, dy2, y2, dx4, write_y)
         return outs.finish()
 
 

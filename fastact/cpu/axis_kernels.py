@@ -143,25 +143,103 @@ PRELU_BACKWARD_ROWS = KernelPair(_prelu_backward_rows)
 
 
 # ------------------------------------------------------------ maxout and argmax
-# x: (rows, pieces, inner); the maximum over the middle axis (ops.axis_ops.best_of).
+# x: (rows, pieces, inner); the maximum over the middle axis.  NaN wins, then
+# the first maximum (ops.axis_ops.best_of, whose rule `take` restates as
+# selects).  Every kernel reads all of a group's x before it writes dx, and
+# reads dy before it writes y, so dx may alias x and y may alias dy.
 
 def _maxout_forward(x, y):
     rows, pieces, inner = x.shape
-    for r in prange(rows):
-        for i in range(inner):
-            y[r, i] = best_of(x, r, i, pieces)[0]
+    nb = (inner + BLOCK - 1) // BLOCK
+    for t in prange(rows * nb):
+        r, i0 = t // nb, (t % nb) * BLOCK
+        i1 = min(inner, i0 + BLOCK)
+        ys = y[r, i0:i1]
+        ys[:] = x[r, 0, i0:i1]
+        for q in range(1, pieces):
+            xq = x[r, q, i0:i1]
+            for i in range(i1 - i0):
+                v, b = xq[i], ys[i]
+                take = (v > b) | ((v != v) & (b == b))
+                ys[i] = v if take else b
 
 
 def _maxout_backward(x, dy, y, dx, write_y):
     rows, pieces, inner = x.shape
-    for r in prange(rows):
-        for i in range(inner):
-            best, arg = best_of(x, r, i, pieces)
-            d = dy[r, i]
-            if write_y:
-                y[r, i] = best
-            for q in range(pieces):
-                dx[r, q, i] = d if q == arg else 0
+    nb = (inner + BLOCK - 1) // BLOCK
+    for t in prange(rows * nb):
+        r, i0 = t // nb, (t % nb) * BLOCK
+        i1 = min(inner, i0 + BLOCK)
+        n = i1 - i0
+        best = x[r, 0, i0:i1].copy()
+        arg = np.zeros(n, np.int32)
+        for q in range(1, pieces):
+            xq = x[r, q, i0:i1]
+            for i in range(n):
+                v, b = xq[i], best[i]
+                take = (v > b) | ((v != v) & (b == b))
+                best[i] = v if take else b
+                arg[i] = q if take else arg[i]
+        dys = dy[r, i0:i1]
+        for q in range(pieces):
+            dxq = dx[r, q, i0:i1]
+            for i in range(n):
+                dxq[i] = dys[i] if arg[i] == q else 0
+        if write_y:
+            y[r, i0:i1] = best
+
+
+def _maxout_rows_kernels(pieces):
+    """(forward, backward) KernelPairs for inner size 1 (the axis is the last
+    one): x flat (groups * pieces,), y and dy (groups,).  ``pieces`` is a
+    compile-time constant, so the loop over a group unrolls and LLVM loads the
+    groups of a block as interleaved vectors."""
+    def maxout_rows_forward(x, y):
+        groups = y.size
+        for b in prange((groups + BLOCK - 1) // BLOCK):
+            g0 = b * BLOCK
+            g1 = min(groups, g0 + BLOCK)
+            xs, ys = x[g0 * pieces:g1 * pieces], y[g0:g1]
+            for g in range(g1 - g0):
+                best = xs[g * pieces]
+                for q in range(1, pieces):
+                    v = xs[g * pieces + q]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                ys[g] = best
+
+    def maxout_rows_backward(x, dy, y, dx, write_y):
+        groups = dy.size
+        for b in prange((groups + BLOCK - 1) // BLOCK):
+            g0 = b * BLOCK
+            g1 = min(groups, g0 + BLOCK)
+            xs, dxs = x[g0 * pieces:g1 * pieces], dx[g0 * pieces:g1 * pieces]
+            dys, ys = dy[g0:g1], y[g0:g1]
+            for g in range(g1 - g0):
+                best = xs[g * pieces]
+                arg = 0
+                for q in range(1, pieces):
+                    v = xs[g * pieces + q]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    arg = q if take else arg
+                d = dys[g]
+                for q in range(pieces):
+                    dxs[g * pieces + q] = d if q == arg else 0
+                if write_y:
+                    ys[g] = best
+
+    return KernelPair(maxout_rows_forward), KernelPair(maxout_rows_backward)
+
+
+_MAXOUT_ROWS = {}
+
+
+def maxout_rows(pieces):
+    """The inner-size-1 maxout kernels for this many pieces (compiled on first use)."""
+    if pieces not in _MAXOUT_ROWS:
+        _MAXOUT_ROWS[pieces] = _maxout_rows_kernels(pieces)
+    return _MAXOUT_ROWS[pieces]
 
 
 def _argmax(x, out):
