@@ -251,8 +251,9 @@ def test_argmax(axis, rng):
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 47, 1000, 4099])
 def test_argmax_over_contiguous_rows(n, dtype, rng):
-    """The last-axis kernel (search by blocks of lanes): ties, NaN anywhere
-    (the first NaN wins), +-inf, rows of -inf only; serial and parallel sizes."""
+    """The last-axis kernel (first index of NaN and of the maximum as min-
+    reductions): ties, NaN anywhere (the first NaN wins), +-inf, rows of -inf
+    only; serial and parallel sizes."""
     rows = max(8, 40000 // n)
     x = np.round(rng.standard_normal((rows, n)) * 2).astype(dtype)     # many ties
     x[1, :] = -np.inf
@@ -262,6 +263,19 @@ def test_argmax_over_contiguous_rows(n, dtype, rng):
     x[5, :] = np.nan
     for xs in (x, x[:7]):
         np.testing.assert_array_equal(fa.argmax(xs), np.argmax(xs, axis=-1))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(3, 50, 9000), (700, 3, 40), (5, 2, 4097)])
+def test_argmax_over_an_inner_axis(shape, dtype, rng):
+    """axis=1 with an axis after it (blocks of that axis): ties, NaN, +-inf,
+    columns of -inf only."""
+    x = np.round(rng.standard_normal(shape) * 2).astype(dtype)
+    x[rng.random(shape) < 0.01] = np.nan
+    x[rng.random(shape) < 0.01] = np.inf
+    x[0, :, 1] = -np.inf
+    x[0, :, 2] = np.nan
+    np.testing.assert_array_equal(fa.argmax(x, axis=1), np.argmax(x, axis=1))
 
 
 def _packed_float32_ops(kernel, *args):
@@ -289,7 +303,7 @@ def test_axis_kernels_are_vectorized():
     prelu = KernelPair(K._prelu_backward, cache=False).serial
     assert _packed_float32_ops(prelu, x3, x3, np.ones(3, np.float32), np.empty_like(x3),
                                np.empty_like(x3), np.empty(6), True) > 50
-    _, maxout = K._maxout_rows_kernels(4)
+    _, maxout = K._maxout_rows_kernels(4, cache=False)
     xm, dym = np.ones(256, np.float32), np.ones(64, np.float32)
     assert _packed_float32_ops(maxout.serial, xm, dym, np.empty_like(dym), np.empty_like(xm),
                                True) > 100

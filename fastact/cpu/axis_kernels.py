@@ -10,8 +10,8 @@ as x[o, c, i] inside a prange body, the same loops ran 5-6 times slower
 """
 import numpy as np
 from numba import prange
+from numba.extending import register_jitable
 
-from ..ops.axis_ops import best_of
 from .jit import KernelPair, inline_scalar
 from .reduce import first_argmax, nonpositive_dot64
 
@@ -144,9 +144,9 @@ PRELU_BACKWARD_ROWS = KernelPair(_prelu_backward_rows)
 
 # ------------------------------------------------------------ maxout and argmax
 # x: (rows, pieces, inner); the maximum over the middle axis.  NaN wins, then
-# the first maximum (ops.axis_ops.best_of, whose rule `take` restates as
-# selects).  Every kernel reads all of a group's x before it writes dx, and
-# reads dy before it writes y, so dx may alias x and y may alias dy.
+# the first maximum (the rule of ops.axis_ops.best_of, as selects).  Every
+# kernel reads all of a group's x before it writes dx, and reads dy before it
+# writes y, so dx may alias x and y may alias dy.
 
 def _maxout_forward(x, y):
     rows, pieces, inner = x.shape
@@ -164,32 +164,39 @@ def _maxout_forward(x, y):
                 ys[i] = v if take else b
 
 
+@register_jitable
+def _running_best(x, r, i0, i1, best, arg):
+    """best, arg = the maximum over q of x[r, q, i0:i1] and its first index q."""
+    best[:] = x[r, 0, i0:i1]
+    arg[:] = 0
+    for q in range(1, x.shape[1]):
+        xq = x[r, q, i0:i1]
+        for i in range(i1 - i0):
+            v, b = xq[i], best[i]
+            take = (v > b) | ((v != v) & (b == b))
+            best[i] = v if take else b
+            arg[i] = q if take else arg[i]
+
+
 def _maxout_backward(x, dy, y, dx, write_y):
     rows, pieces, inner = x.shape
     nb = (inner + BLOCK - 1) // BLOCK
     for t in prange(rows * nb):
         r, i0 = t // nb, (t % nb) * BLOCK
         i1 = min(inner, i0 + BLOCK)
-        n = i1 - i0
-        best = x[r, 0, i0:i1].copy()
-        arg = np.zeros(n, np.int32)
-        for q in range(1, pieces):
-            xq = x[r, q, i0:i1]
-            for i in range(n):
-                v, b = xq[i], best[i]
-                take = (v > b) | ((v != v) & (b == b))
-                best[i] = v if take else b
-                arg[i] = q if take else arg[i]
+        best = np.empty(i1 - i0, x.dtype)
+        arg = np.empty(i1 - i0, np.int32)
+        _running_best(x, r, i0, i1, best, arg)
         dys = dy[r, i0:i1]
         for q in range(pieces):
             dxq = dx[r, q, i0:i1]
-            for i in range(n):
+            for i in range(i1 - i0):
                 dxq[i] = dys[i] if arg[i] == q else 0
         if write_y:
             y[r, i0:i1] = best
 
 
-def _maxout_rows_kernels(pieces):
+def _maxout_rows_kernels(pieces, **options):
     """(forward, backward) KernelPairs for inner size 1 (the axis is the last
     one): x flat (groups * pieces,), y and dy (groups,).  ``pieces`` is a
     compile-time constant, so the loop over a group unrolls and LLVM loads the
@@ -229,7 +236,8 @@ def _maxout_rows_kernels(pieces):
                 if write_y:
                     ys[g] = best
 
-    return KernelPair(maxout_rows_forward), KernelPair(maxout_rows_backward)
+    return (KernelPair(maxout_rows_forward, **options),
+            KernelPair(maxout_rows_backward, **options))
 
 
 _MAXOUT_ROWS = {}
@@ -244,9 +252,11 @@ def maxout_rows(pieces):
 
 def _argmax(x, out):
     rows, n, inner = x.shape
-    for r in prange(rows):
-        for i in range(inner):
-            out[r, i] = best_of(x, r, i, n)[1]
+    nb = (inner + BLOCK - 1) // BLOCK
+    for t in prange(rows * nb):
+        r, i0 = t // nb, (t % nb) * BLOCK
+        i1 = min(inner, i0 + BLOCK)
+        _running_best(x, r, i0, i1, np.empty(i1 - i0, x.dtype), out[r, i0:i1])
 
 
 def _argmax_rows(x, out):
