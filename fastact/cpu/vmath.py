@@ -19,9 +19,10 @@ Algorithms
 ----------
 exp, expm1
     n = rint(x log2 e), Cody-Waite r = (x - n ln2_hi) - n ln2_lo, expm1(r) =
-    r + r**2 P(r) on |r| <= ln2/2 (P fitted, degree 4 / 9), and 2**n applied as the product
-    of two exact powers of two, so overflow gives inf and the denormal range
-    underflows gradually with one rounding.  expm1 = (2**n - 1) + 2**n em.
+    r + r**2 P(r) on |r| <= ln2/2 (P fitted, degree 4 / 9), and 2**n applied
+    as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
+    overflow gives inf and the denormal range underflows gradually with one
+    rounding.  expm1 = (2**n - 1) + 2**n em.
 log
     musl/fdlibm: exponent and mantissa split by bit operations (mantissa in
     [sqrt2/2, sqrt2)), s = f/(2+f) and the Lg polynomials.
@@ -291,6 +292,7 @@ def _build(F):
         LN2_HI, LN2_LO = c(6.93147180369123816490e-01), c(1.90821492927058770002e-10)
         NBIG = c(1000.0)
     LOG2E = c(1.4426950408889634)
+    SCALE_K, SCALE_UP, SCALE_DOWN = c(64.0), c(2.0 ** 64), c(2.0 ** -64)
 
     @register_jitable
     def _em_poly(r):
@@ -306,9 +308,11 @@ def _build(F):
         r = (xc - n * LN2_HI) - n * LN2_LO
         r = r + lo
         em = _em_poly(r)
-        h = _rint(n * HALF)
-        s1 = _pow2(h)
-        s2 = _pow2(n - h)
+        # 2**n = 2**(n -+ 64) 2**(+-64): n - off is in the normal exponent range
+        # for every clamped n (float32 [-150, 128], float64 [-1076, 1025])
+        below = n < ZERO
+        s1 = _pow2(n - _sel(below, -SCALE_K, SCALE_K))
+        s2 = _sel(below, SCALE_DOWN, SCALE_UP)
         return em, s1, s2, n
 
     @register_jitable
@@ -545,8 +549,8 @@ def _build(F):
         s = s1 * s2
         neg = TWO * ((s - ONE) + s * em) + (TWO - y)
         neg = _sel(x < ERFCX_NEG_OVF, INF, neg)
-        y = _sel(x < ZERO, neg, y)
-        return _sel(x != x, x, y)
+        # (NaN: y is NaN, and x < 0 is false)
+        return _sel(x < ZERO, neg, y)
 
     return dict(exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
