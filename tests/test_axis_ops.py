@@ -265,6 +265,28 @@ def test_argmax_over_contiguous_rows(n, dtype, rng):
         np.testing.assert_array_equal(fa.argmax(xs), np.argmax(xs, axis=-1))
 
 
+def test_argmax_index_types_agree(rng):
+    """first_argmax counts in int32 below 2**31 elements and in int64 above;
+    the int64 sweep, run here on small rows, finds the same indices."""
+    from numba import njit
+
+    from fastact.cpu.reduce import _first_nan_and_max
+
+    @njit
+    def both(a, m):
+        return (_first_nan_and_max(a, m, np.int32(a.size)),
+                _first_nan_and_max(a, m, np.int64(a.size)))
+
+    for n in (1, 17, 1000):
+        a = np.round(rng.standard_normal(n) * 2)
+        for row in (a, np.where(rng.random(n) < 0.1, np.nan, a)):
+            m = np.nanmax(row) if not np.isnan(row).all() else -np.inf
+            i32, i64 = both(row, m)
+            assert i32 == i64
+            nan, top = np.flatnonzero(np.isnan(row)), np.flatnonzero(row == m)
+            assert i64 == (nan[0] if nan.size else n, top[0] if top.size else n)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("shape", [(3, 50, 9000), (700, 3, 40), (5, 2, 4097)])
 def test_argmax_over_an_inner_axis(shape, dtype, rng):
