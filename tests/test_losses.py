@@ -387,6 +387,23 @@ def test_bce_log_clamp():
     np.testing.assert_array_equal(l32, [100, 100, 0, 0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_probabilities_near_0_and_1(dtype, rng):
+    """log(1 - p) keeps full relative accuracy for tiny p and for p next to 1,
+    where 1 - p is rounded or exact (float64 reference, per element)."""
+    tiny = np.logspace(-30 if dtype == np.float64 else -20, -0.4, 300)
+    gap = np.logspace(-15 if dtype == np.float64 else -7, -0.4, 300)
+    p = np.concatenate([tiny, 1 - gap]).astype(dtype)
+    t = rng.uniform(0, 1, p.size).astype(dtype)
+    loss, grad = fa.binary_cross_entropy.value_and_grad(p, t, reduction="none")
+    pd, td = p.astype(np.float64), t.astype(np.float64)
+    ref = -(td * np.maximum(np.log(pd), -100) + (1 - td) * np.maximum(np.log1p(-pd), -100))
+    ref_grad = (pd - td) / np.maximum(pd * (1 - pd), 1e-12)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(loss, ref, rtol=rtol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol)
+
+
 def test_softmax_ce_special_logits():
     inf = np.inf
     x = np.array([[0.0, -inf, 1.0, 2.0], [3.0, 3.0, 3.0, 3.0], [1e30, 0.0, -1e30, 5.0]])
