@@ -285,7 +285,19 @@ def erfcx(x):
     return type(x)(s / (v * math.sqrt(math.pi)))
 
 
+def exp_hilo(hi, lo):
+    """e**(hi + lo) for an argument given as hi plus a small lo (|lo| at most a few
+    ulps of hi, e.g. hi's rounding error from ``fma``): the CPU adds lo to the
+    reduced argument, so that exp(-x*x/2) keeps full relative accuracy however
+    large x*x is.  e**hi (1 + lo) on the GPU and here."""
+    ty = type(hi)
+    with np.errstate(all="ignore"):
+        return ty(np.exp(np.float64(hi)) * (1.0 + np.float64(lo)))
+
+
 MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "log1p_unit", "tanh", "erfc", "erfcx")
+# functions of two arguments, lowered like MATH_FUNCTIONS
+MATH_FUNCTIONS_2 = ("exp_hilo",)
 
 
 def _register_cpu():

@@ -353,6 +353,47 @@ def test_fma_rounds_once(dt):
     assert np.isnan(mathlib.fma(dt(np.inf), dt(0.0), dt(1.0)))
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_exp_hilo(dt, parallel):
+    """exp_hilo(hi, lo) = e**(hi + lo) for hi = -x*x/2 rounded and lo its exact
+    rounding error: full relative accuracy where hi alone is off by up to
+    |hi| ulps; lo = 0 gives exp; NaN, +-inf and the overflow / underflow ends
+    as exp (mpmath reference)."""
+    if parallel:
+        @njit(fastmath=FASTMATH, error_model="numpy", parallel=True)
+        def kernel(hi, lo, y):
+            for i in prange(hi.size):
+                y[i] = mathlib.exp_hilo(hi[i], lo[i])
+    else:
+        @njit(fastmath=FASTMATH, error_model="numpy")
+        def kernel(hi, lo, y):
+            for i in range(hi.size):
+                y[i] = mathlib.exp_hilo(hi[i], lo[i])
+
+    rng = np.random.default_rng(11)
+    top = 13.0 if dt == np.float32 else 37.0            # e**(-x*x/2) stays normal
+    x = np.concatenate([rng.uniform(-top, top, 3000), rng.uniform(top - 3, top, 1000)]).astype(dt)
+    sq = x * x
+    err = np.array([mathlib.fma(v, v, -s) for v, s in zip(x, sq)], dtype=dt)
+    hi, lo = -dt(0.5) * sq, -dt(0.5) * err
+    y = np.empty_like(x)
+    kernel(hi, lo, y)
+    with mpmath.workprec(120):
+        ref = np.array([float(mpmath.exp(-mpmath.mpf(float(v)) ** 2 / 2)) for v in x])
+    assert np.max(np.abs(y / ref - 1)) <= RTOL[dt]
+    assert np.count_nonzero(lo) > 1000                    # the low parts mattered
+    e = np.empty_like(x)
+    kernel(hi, np.zeros_like(lo), e)
+    np.testing.assert_array_equal(e, run("exp", hi, parallel))
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1000.0, -1000.0], dtype=dt)
+    z = np.zeros_like(special)
+    out = np.empty_like(special)
+    kernel(special, z, out)
+    np.testing.assert_array_equal(out, [np.nan, np.inf, 0.0, 1.0, 1.0, np.inf, 0.0])
+    assert mathlib.exp_hilo(dt(-2.0), dt(1e-7)) == dt(np.exp(-2.0) * (1 + 1e-7))
+
+
 # ---------------------------------------------------------------- vectorization
 
 # A named call to a libm-style function or to a (non-inlined) vmath/mathlib body.

@@ -17,12 +17,12 @@ recorded in ``tests/test_vmath.py``; all are below 4e-7 (float32) and 5e-15
 
 Algorithms
 ----------
-exp, expm1
+exp, expm1, exp_hilo
     n = rint(x log2 e), Cody-Waite r = (x - n ln2_hi) - n ln2_lo, expm1(r) =
     r + r**2 P(r) on |r| <= ln2/2 (P fitted, degree 4 / 9), and 2**n applied
     as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
     overflow gives inf and the denormal range underflows gradually with one
-    rounding.  expm1 = (2**n - 1) + 2**n em.
+    rounding.  expm1 = (2**n - 1) + 2**n em.  exp_hilo(hi, lo) adds lo to r.
 log
     musl/fdlibm: exponent and mantissa split by bit operations (mantissa in
     [sqrt2/2, sqrt2)), s = f/(2+f) and the Lg polynomials.
@@ -322,6 +322,12 @@ def _build(F):
         return _sel(x != x, x, y)
 
     @register_jitable
+    def exp_hilo_(hi, lo):
+        em, s1, s2, _ = exp_core(hi, lo)
+        y = s1 * (s2 * (ONE + em))
+        return _sel(hi != hi, hi, y)
+
+    @register_jitable
     def exp_minus_square(ax, b):
         """exp_core of -ax**2 + b (ax >= 0 moderate, |b| below ax**2 or small),
         -ax**2 taken as an exact hi + lo pair: full relative accuracy however
@@ -552,7 +558,7 @@ def _build(F):
         # (NaN: y is NaN, and x < 0 is false)
         return _sel(x < ZERO, neg, y)
 
-    return dict(exp=exp_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+    return dict(exp=exp_, exp_hilo=exp_hilo_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 
@@ -572,5 +578,18 @@ def _register(name):
     return _ov
 
 
+def _register2(name):
+    # (argument names as in mathlib.exp_hilo: Numba matches them)
+    @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
+    def _ov(hi, lo):
+        impls = _IMPLS.get(hi)
+        if impls is None or lo != hi:
+            return None
+        return impls[name]
+    return _ov
+
+
 for _name in mathlib.MATH_FUNCTIONS:
     _register(_name)
+for _name in mathlib.MATH_FUNCTIONS_2:
+    _register2(_name)

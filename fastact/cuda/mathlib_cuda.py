@@ -20,6 +20,7 @@ NVVM), never inlined at Numba IR level: see ``fastact.mathlib`` for why.
 ``tests/cuda_lowering.py`` compiles every kernel for the CUDA target (no GPU
 needed) and checks that float32 kernels hold no float64 arithmetic.
 """
+import numpy as np
 from numba import types
 from numba.cuda import libdevice
 from numba.extending import overload
@@ -37,6 +38,27 @@ _LIBDEVICE = {
     "erfc": (libdevice.erfcf, libdevice.erfc),
     "erfcx": (libdevice.erfcxf, libdevice.erfcx),
 }
+
+# exp_hilo(hi, lo) = e**hi (1 + lo): lo is at most a few ulps of hi, so the
+# neglected lo**2/2 is far below either type's precision.
+_ONE32 = np.float32(1.0)
+_ONE64 = np.float64(1.0)
+
+
+def _register_exp_hilo():
+    @overload(mathlib.exp_hilo, target="cuda", **_OPTIONS)
+    def _ov(hi, lo):
+        if hi == types.float32 and lo == hi:
+            def impl32(hi, lo):
+                return libdevice.expf(hi) * (_ONE32 + lo)
+            return impl32
+        if hi == types.float64 and lo == hi:
+            def impl64(hi, lo):
+                return libdevice.exp(hi) * (_ONE64 + lo)
+            return impl64
+        return None
+    return _ov
+
 
 _registered = False
 _OPTIONS = {"jit_options": {"forceinline": True}}
@@ -67,6 +89,7 @@ def register():
         raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
+    _register_exp_hilo()
     mathlib.register_cuda(
         lambda fn, typer: overload(fn, target="cuda", strict=False, **_OPTIONS)(typer))
     _registered = True

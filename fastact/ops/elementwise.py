@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..mathlib import erfcx, exp, expm1, fma, is_float32, jitable, lit, polynomial
+from ..mathlib import erfcx, exp, exp_hilo, expm1, fma, is_float32, jitable, lit, polynomial
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
@@ -545,11 +545,11 @@ def gelu_erf_vad(x):
     # erfc(a) = erfcx(a) g and g = exp(-x**2 / 2) = sqrt(2 pi) phi(x), one
     # exponential for both.  g is taken from x itself: exp(-a**2) would
     # amplify the rounding of a ~2 a**2-fold, erfcx only passes it on.  err =
-    # x*x - sq exactly, exp(-sq/2) (1 - err/2) = g.
+    # x*x - sq exactly, g = exp(-sq/2 - err/2).
     sq = x * x
     err = fma(x, x, -sq)
     err = err if abs(x) < lit(x, 64.0) else lit(x, 0.0)   # beyond, g is 0
-    g = exp(-half * sq) * (one - half * err)
+    g = exp_hilo(-half * sq, -half * err)
     q = half * erfcx(abs(x * lit(x, INV_SQRT2))) * g
     cdf = q if x < lit(x, 0.0) else one - q
     return x * cdf, cdf + x * (lit(x, INV_SQRT_2PI) * g)
