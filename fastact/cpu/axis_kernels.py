@@ -12,6 +12,8 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
+from ..mathlib import always_inline
+from ..ops.axis_ops import beats
 from .jit import KernelPair, inline_scalar
 from .reduce import first_argmax, nonpositive_dot64
 
@@ -143,10 +145,10 @@ PRELU_BACKWARD_ROWS = KernelPair(_prelu_backward_rows)
 
 
 # ------------------------------------------------------------ maxout and argmax
-# x: (rows, pieces, inner); the maximum over the middle axis.  NaN wins, then
-# the first maximum (the rule of ops.axis_ops.best_of, as selects).  Every
-# kernel reads all of a group's x before it writes dx, and reads dy before it
-# writes y, so dx may alias x and y may alias dy.
+# x: (rows, pieces, inner); the maximum over the middle axis by the rule of
+# ops.axis_ops.beats (NaN wins, then the first maximum).  Every kernel reads
+# all of a group's x before it writes dx, and reads dy before it writes y, so dx
+# may alias x and y may alias dy.
 
 def _maxout_forward(x, y):
     rows, pieces, inner = x.shape
@@ -160,8 +162,7 @@ def _maxout_forward(x, y):
             xq = x[r, q, i0:i1]
             for i in range(i1 - i0):
                 v, b = xq[i], ys[i]
-                take = (v > b) | ((v != v) & (b == b))
-                ys[i] = v if take else b
+                ys[i] = v if beats(v, b) else b
 
 
 @register_jitable
@@ -173,7 +174,7 @@ def _running_best(x, r, i0, i1, best, arg):
         xq = x[r, q, i0:i1]
         for i in range(i1 - i0):
             v, b = xq[i], best[i]
-            take = (v > b) | ((v != v) & (b == b))
+            take = beats(v, b)
             best[i] = v if take else b
             arg[i] = q if take else arg[i]
 
@@ -196,6 +197,19 @@ def _maxout_backward(x, dy, y, dx, write_y):
             y[r, i0:i1] = best
 
 
+@always_inline
+def _group_best(xs, j, pieces):
+    """(max, index of it) of xs[j:j + pieces] by the rule of ``beats``."""
+    best = xs[j]
+    arg = 0
+    for q in range(1, pieces):
+        v = xs[j + q]
+        take = beats(v, best)
+        best = v if take else best
+        arg = q if take else arg
+    return best, arg
+
+
 def _maxout_rows_kernels(pieces, **options):
     """(forward, backward) KernelPairs for inner size 1 (the axis is the last
     one): x flat (groups * pieces,), y and dy (groups,).  ``pieces`` is a
@@ -208,12 +222,7 @@ def _maxout_rows_kernels(pieces, **options):
             g1 = min(groups, g0 + BLOCK)
             xs, ys = x[g0 * pieces:g1 * pieces], y[g0:g1]
             for g in range(g1 - g0):
-                best = xs[g * pieces]
-                for q in range(1, pieces):
-                    v = xs[g * pieces + q]
-                    take = (v > best) | ((v != v) & (best == best))
-                    best = v if take else best
-                ys[g] = best
+                ys[g] = _group_best(xs, g * pieces, pieces)[0]
 
     def maxout_rows_backward(x, dy, y, dx, write_y):
         groups = dy.size
@@ -223,13 +232,7 @@ def _maxout_rows_kernels(pieces, **options):
             xs, dxs = x[g0 * pieces:g1 * pieces], dx[g0 * pieces:g1 * pieces]
             dys, ys = dy[g0:g1], y[g0:g1]
             for g in range(g1 - g0):
-                best = xs[g * pieces]
-                arg = 0
-                for q in range(1, pieces):
-                    v = xs[g * pieces + q]
-                    take = (v > best) | ((v != v) & (best == best))
-                    best = v if take else best
-                    arg = q if take else arg
+                best, arg = _group_best(xs, g * pieces, pieces)
                 d = dys[g]
                 for q in range(pieces):
                     dxs[g * pieces + q] = d if q == arg else 0

@@ -7,7 +7,7 @@ activation.  Kernels are in ``fastact.cpu.axis_kernels``.
 """
 import numpy as np
 
-from ..mathlib import jitable
+from ..mathlib import helper, jitable
 from ..registry import REGISTRY, OpSpec, Param, register
 
 AXIS = Param("axis", -1, kernel=False)
@@ -100,15 +100,23 @@ register(OpSpec(
 
 # ------------------------------------------------------------ maxout, argmax
 
+@helper
+def beats(v, best):
+    """v replaces best as the running maximum: it is larger, or it is the first
+    NaN (NaN counts as the largest value, and the first of equal maxima wins:
+    torch.max, np.argmax).  Bitwise & and |, so that vector loops hold no
+    branch.  The one rule of every maxout and argmax kernel, on both targets."""
+    return (v > best) | ((v != v) & (best == best))
+
+
 @jitable
 def best_of(x, r, i, n):
-    """(max, index of it) of x[r, :n, i]: NaN counts as the largest value and the
-    first of equal maxima wins (torch.max, np.argmax).  Shared by both targets."""
+    """(max, index of it) of x[r, :n, i] by the rule of ``beats``."""
     best = x[r, 0, i]
     arg = 0
     for q in range(1, n):
         v = x[r, q, i]
-        if v > best or (v != v and best == best):
+        if beats(v, best):
             best = v
             arg = q
     return best, arg
