@@ -53,8 +53,8 @@ erfcx
     rational function of degrees 10/11 for the whole half-line (degrees 9/10
     reach 2.9e-15, which the cancellation in gelu' near its zero at -0.75
     amplifies 150-fold).  Max errors with rounded coefficients 1.6e-7 and
-    8.7e-16.  x < 0 uses
-    2 exp(x**2) - erfcx(-x), x**2 as an exact double word.
+    8.7e-16.  x < 0 uses 2 exp(x**2) - erfcx(-x), x**2 as an exact double
+    word.
 """
 import numpy as np
 from llvmlite import ir
@@ -578,7 +578,7 @@ def _register(name):
     return _ov
 
 
-def _register2(name):
+def _register_2(name):
     # (argument names as in mathlib.exp_hilo: Numba matches them)
     @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
     def _ov(hi, lo):
@@ -592,4 +592,4 @@ def _register2(name):
 for _name in mathlib.MATH_FUNCTIONS:
     _register(_name)
 for _name in mathlib.MATH_FUNCTIONS_2:
-    _register2(_name)
+    _register_2(_name)

@@ -39,29 +39,25 @@ _LIBDEVICE = {
     "erfcx": (libdevice.erfcxf, libdevice.erfcx),
 }
 
-# exp_hilo(hi, lo) = e**hi (1 + lo): lo is at most a few ulps of hi, so the
-# neglected lo**2/2 is far below either type's precision.
-_ONE32 = np.float32(1.0)
-_ONE64 = np.float64(1.0)
-
-
-def _register_exp_hilo():
-    @overload(mathlib.exp_hilo, target="cuda", **_OPTIONS)
-    def _ov(hi, lo):
-        if hi == types.float32 and lo == hi:
-            def impl32(hi, lo):
-                return libdevice.expf(hi) * (_ONE32 + lo)
-            return impl32
-        if hi == types.float64 and lo == hi:
-            def impl64(hi, lo):
-                return libdevice.exp(hi) * (_ONE64 + lo)
-            return impl64
-        return None
-    return _ov
-
-
 _registered = False
 _OPTIONS = {"jit_options": {"forceinline": True}}
+
+# Functions of two arguments, composed from libdevice: name -> (float32
+# implementation, float64 implementation).  exp_hilo(hi, lo) = e**hi (1 + lo):
+# lo is at most a few ulps of hi, so the neglected lo**2/2 is far below either
+# type's precision.
+_ONE32, _ONE64 = np.float32(1.0), np.float64(1.0)
+
+
+def _exp_hilo32(hi, lo):
+    return libdevice.expf(hi) * (_ONE32 + lo)
+
+
+def _exp_hilo64(hi, lo):
+    return libdevice.exp(hi) * (_ONE64 + lo)
+
+
+_COMPOSED_2 = {"exp_hilo": (_exp_hilo32, _exp_hilo64)}
 
 
 def _register(name, f32, f64):
@@ -79,17 +75,29 @@ def _register(name, f32, f64):
     return _ov
 
 
+def _register_2(name, f32, f64):
+    # (argument names as in the mathlib function: Numba matches them)
+    @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
+    def _ov(hi, lo):
+        if lo != hi:
+            return None
+        return {types.float32: f32, types.float64: f64}.get(hi)
+    return _ov
+
+
 def register():
     """Register the overloads once (idempotent)."""
     global _registered
     if _registered:
         return
-    missing = set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE)
+    missing = (set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE)
+               | set(mathlib.MATH_FUNCTIONS_2) - set(_COMPOSED_2))
     if missing:
         raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
-    _register_exp_hilo()
+    for name, (f32, f64) in _COMPOSED_2.items():
+        _register_2(name, f32, f64)
     mathlib.register_cuda(
         lambda fn, typer: overload(fn, target="cuda", strict=False, **_OPTIONS)(typer))
     _registered = True
