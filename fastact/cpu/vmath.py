@@ -270,7 +270,7 @@ _ERFC_F32_Q = (-1.2567583277554752, -0.3032393488197415, 0.16152890068531692,
                0.19160824842152896, 0.0708689714191555, -0.14044403811028142,
                0.17239222010192676, -0.49726785357268655, 0.4872737796624681,
                -0.15154367716508482)
-
+_erfc_q = polynomial("erfc_q", {np.float32: _ERFC_F32_Q})
 
 
 def _build(F):
@@ -440,24 +440,13 @@ def _build(F):
         # Q is a least-squares Chebyshev fit of (log(erfc(a)/t) + a^2)/u on
         # 0 <= a <= 10.5 (error 5e-9 in exact arithmetic); u Q(u) -> 0 as
         # a -> 0, so erfc stays accurate near 1.
-        EQ = tuple(c(v) for v in _ERFC_F32_Q)
-
         @register_jitable
         def erfc_(x):
             axc = abs(x)
             axc = _sel(axc > X_MAX, X_MAX, axc)
             t = ONE / (ONE + HALF * axc)
             u = HALF * axc * t
-            q = EQ[9]
-            q = EQ[8] + u * q
-            q = EQ[7] + u * q
-            q = EQ[6] + u * q
-            q = EQ[5] + u * q
-            q = EQ[4] + u * q
-            q = EQ[3] + u * q
-            q = EQ[2] + u * q
-            q = EQ[1] + u * q
-            q = EQ[0] + u * q
+            q = _erfc_q(u)
             em, s1, s2, _ = exp_minus_square(axc, u * q)
             e = s1 * ((s2 * (ONE + em)) * t)    # one rounding in the denormal range
             res = _sel(x < ZERO, TWO - e, e)
