@@ -84,14 +84,14 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = self._cpu_kernel(scalars, pass_name, len(numeric))
+            kernel = self._cpu_kernel(scalars, pass_name, len(numeric), compute)
             kernel([flat(a) for a in arrays], [flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
 
-    def _cpu_kernel(self, scalars, pass_name, nparams):
+    def _cpu_kernel(self, scalars, pass_name, nparams, dtype):
         return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental,
-                                     self.spec.interleave)
+                                     self.spec.interleave_for(scalars, dtype))
 
     def _run_plain(self, pass_name, inputs):
         """The common call, with little Python work: NumPy float32/float64
@@ -108,7 +108,7 @@ class ElementwiseOp(Op):
             if pass_name == "backward_from_output":
                 return None
             choice, numeric = self.spec.bind({})
-            kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric))
+            kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric), dt)
             plan = self._plans[key] = (kernel, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
         kernel, p, n_out = plan

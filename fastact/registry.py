@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 
 class _Required:
     def __repr__(self):
@@ -46,6 +48,9 @@ class Scalars:
     numpy_value_and_derivative: Callable
     derivative_from_output: Optional[Callable] = None
     numpy_derivative_from_output: Optional[Callable] = None
+    # Interleave count of the CPU kernels per dtype name, where it differs from
+    # the op's (``OpSpec.interleave_for``).
+    interleave: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class OpSpec:
     # True if the definition calls exp/log/tanh/erfc (vectorization is checked).
     transcendental: bool = False
     # Vector iterations the CPU kernels' loops interleave (``cpu.jit.KernelPair``;
-    # 0: LLVM's choice).
+    # 0: LLVM's choice); Scalars.interleave overrides it per dtype.
     interleave: int = 0
     # Public passes (method names; "forward" is calling the op).
     passes: tuple = ("forward", "value_and_derivative", "backward", "forward_backward")
@@ -125,6 +130,10 @@ class OpSpec:
 
     def scalars_for(self, choice_value) -> Scalars:
         return self.scalars[choice_value]
+
+    def interleave_for(self, scalars: Scalars, dtype) -> int:
+        """The interleave count of the CPU kernels of scalars for dtype."""
+        return scalars.interleave.get(np.dtype(dtype).name, self.interleave)
 
 
 def elementwise_example(pass_name, size, dtype, rng):

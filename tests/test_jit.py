@@ -74,6 +74,25 @@ def test_interleave_does_not_leak_into_later_compilations(rng):
     assert _mnemonics(after) == _mnemonics(before)
 
 
+def test_dtype_interleave_reaches_the_kernel(rng):
+    """gelu[tanh] interleaves two vectors in float32 and four in float64
+    (Scalars.interleave): the public call runs the kernel compiled with that
+    count and never the other one.  (That a count widens the loop is
+    test_interleave_widens_the_vectorized_loop.)"""
+    spec = fa.REGISTRY["gelu"]
+    scalars = spec.scalars_for("tanh")
+
+    def signatures(count):
+        pair = cpu_elementwise.kernel(scalars, "value_and_derivative", 0, True, count).pair
+        return {str(sig[0].dtype) for sig in pair.serial.signatures}
+
+    for dtype, count, other in ((np.float32, 2, 4), (np.float64, 4, 2)):
+        assert spec.interleave_for(scalars, dtype) == count
+        fa.gelu.value_and_derivative(_inputs(dtype, rng, 1000), approximate="tanh")
+        assert np.dtype(dtype).name in signatures(count)
+        assert np.dtype(dtype).name not in signatures(other)
+
+
 def test_cache_files_of_two_signatures_never_mix(tmp_path):
     """Two processes that both read the cache index before either saved (each
     compiling another signature of one kernel) must not leave an index entry

@@ -28,29 +28,37 @@ def _first(fd):
 
 # Vector iterations interleaved in the loops of transcendental ops (their
 # polynomial exp/log is one long dependency chain per vector; see
-# ``cpu.jit.KernelPair``).  Measured on the development machine, 2**22
-# float32 value_and_derivative in ms for 1 / 2 / 4: softplus 1.67 / 1.52 /
-# 1.50, log_sigmoid 1.58 / 1.44 / 1.42, mish 1.71 / 1.44 / 1.38, tanh 1.63 /
-# 1.47 / 1.48, gelu (erf) 1.98 / 2.01 / 1.91, gelu (tanh) 2.44 / 2.14 / 1.98.
+# ``cpu.jit.KernelPair``).  Four, except where four chains need more than the
+# 32 vector registers and spill: those ops take two for that dtype
+# (dtype_interleave).  Measured on the development machine at 2**24 elements,
+# % of a parallel memcpy in the same run for 1 / 2 / 4 interleaved vectors,
+# value_and_derivative: float64 softplus 62 / 64 / 72, tanh 59 / 61 / 69,
+# log_sigmoid 73 / 74 / 83; float32 softplus 78 / 87 / 92; but float32
+# gelu[tanh] 93 / 94 / 82 (forward_backward 81 / 79 / 67), float32
+# tanhshrink 75 / 83 / 75 (backward 90 / 95 / 77), float64 mish 66 / 73 / 62.
 INTERLEAVE = 4
 
 
 def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0, 20.0),
            transcendental=False, from_output=None, numpy_from_output=None, variants=None,
-           example=None, interleave=None):
-    """Register an elementwise op (``variants``: choice value -> (vad, numpy_vad, numpy_value)).
+           example=None, interleave=None, dtype_interleave=None):
+    """Register an elementwise op (``variants``: choice value -> (vad, numpy_vad,
+    numpy_value[, dtype_interleave])).
 
-    interleave: for the CPU kernels (default INTERLEAVE for transcendental ops)."""
+    interleave: for the CPU kernels (default INTERLEAVE for transcendental ops);
+    dtype_interleave: {dtype name: count} where a dtype's kernels do better
+    with another count."""
     if variants is None:
-        variants = {None: (vad, numpy_vad, numpy_value)}
+        variants = {None: (vad, numpy_vad, numpy_value, dtype_interleave)}
     scalars = {}
-    for key, (fd, npfd, npf) in variants.items():
+    for key, (fd, npfd, npf, *by_dtype) in variants.items():
         scalars[key] = Scalars(
             value=_first(fd), value_and_derivative=fd,
             numpy_value=npf or (lambda x, *p, _f=npfd: _f(x, *p)[0]),
             numpy_value_and_derivative=npfd,
             derivative_from_output=from_output if key is None else None,
-            numpy_derivative_from_output=numpy_from_output if key is None else None)
+            numpy_derivative_from_output=numpy_from_output if key is None else None,
+            interleave=dict(by_dtype[0] or {}) if by_dtype else {})
     if interleave is None:
         interleave = INTERLEAVE if transcendental else 0
     return register(OpSpec(name=name, kind="elementwise", doc=doc, params=tuple(params),
@@ -380,7 +388,7 @@ def _np_tanhshrink(x):
 
 define("tanhshrink", "tanhshrink(x) = x - tanh(x);  derivative tanh(x)**2.",
        tanhshrink_vad, _np_tanhshrink, numpy_value=lambda x: x - np.tanh(x),
-       transcendental=True)
+       transcendental=True, dtype_interleave={"float32": 2})
 
 
 @jitable
@@ -527,7 +535,7 @@ def _np_mish(x):
 define("mish", "mish(x) = x * tanh(softplus(x));  derivative t + x * sigmoid(x) * (1 - t**2), "
        "t = tanh(softplus(x)).",
        mish_vad, _np_mish, numpy_value=lambda x: x * np.tanh(np.log1p(np.exp(x))),
-       transcendental=True, domain=(-80.0, 80.0))
+       transcendental=True, domain=(-80.0, 80.0), dtype_interleave={"float64": 2})
 
 
 # ------------------------------------------------------------ gelu
@@ -627,5 +635,6 @@ define("gelu",
                     lambda x: 0.5 * x * (1 + _np_erf(x / np.sqrt(2)))),
            "tanh": (gelu_tanh_vad, _np_gelu_tanh,
                     lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi)
-                                                     * (x + 0.044715 * x ** 3)))),
+                                                     * (x + 0.044715 * x ** 3))),
+                    {"float32": 2}),
        })
