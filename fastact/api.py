@@ -65,8 +65,8 @@ class ElementwiseOp(Op):
         return self._run("backward_from_output", (y, dy), ("y", "dy"), out, backend, params)
 
     def _run(self, pass_name, inputs, roles, out, backend, params):
-        if out is None and backend is None and not params:
-            result = self._run_plain(pass_name, inputs)
+        if out is None and backend is None:
+            result = self._run_plain(pass_name, inputs, params)
             if result is not None:
                 return result
         name = f"{self.spec.name}.{pass_name}"
@@ -93,24 +93,28 @@ class ElementwiseOp(Op):
         return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental,
                                      self.spec.interleave_for(scalars, dtype))
 
-    def _run_plain(self, pass_name, inputs):
+    def _run_plain(self, pass_name, inputs, params):
         """The common call, with little Python work: NumPy float32/float64
-        C-contiguous inputs of one dtype and shape, default parameters, no
-        out=, default backend on the CPU.  None where any of that does not hold
-        (the general path then handles the call, errors included)."""
+        C-contiguous inputs of one dtype and shape, no out=, default backend
+        on the CPU, parameters seen before (a plan per pass, dtype and
+        parameter values).  None where any of that does not hold (the general
+        path then handles the call, errors included)."""
         dt = plain_dtype(inputs)
-        if dt is None:
+        if dt is None or pass_name == "backward_from_output":
             return None
-        x = inputs[0]
-        key = (pass_name, dt)
-        plan = self._plans.get(key)
+        key = (pass_name, dt, *params.items())
+        try:
+            plan = self._plans.get(key)
+        except TypeError:               # an unhashable parameter value
+            return None
         if plan is None:
-            if pass_name == "backward_from_output":
-                return None
-            choice, numeric = self.spec.bind({})
+            choice, numeric = self.spec.bind(params)
             kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric), dt)
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
             plan = self._plans[key] = (kernel, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
+        x = inputs[0]
         kernel, p, n_out = plan
         outs = [np.empty_like(x) for _ in range(n_out)]
         kernel([a.reshape(-1) for a in inputs], [o.reshape(-1) for o in outs], p)
@@ -118,6 +122,8 @@ class ElementwiseOp(Op):
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+# plans an elementwise op keeps (pass, dtype and parameter values each)
+_MAX_PLANS = 64
 
 
 def plain_dtype(inputs):

@@ -385,6 +385,38 @@ def test_plain_call_path_matches_general_path(pass_name, dtype):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_plain_call_path_with_parameters(dtype):
+    """Keyword parameters take the short path too, with a plan per set of
+    values: each call must give what the general path gives for its own values."""
+    x = np.random.default_rng(6).uniform(-4, 4, 301).astype(dtype)
+    op = fa.leaky_relu
+    for slope in (0.01, 0.5, 0.01, 2.0, 0.5):
+        np.testing.assert_array_equal(op(x, negative_slope=slope),
+                                      op(x, negative_slope=slope, backend="cpu"))
+        np.testing.assert_array_equal(op(x, negative_slope=slope)[x < 0],
+                                      (x * dtype(slope))[x < 0])
+    for approximate in ("tanh", "none", "tanh"):
+        np.testing.assert_array_equal(
+            fa.gelu.backward(x, x, approximate=approximate),
+            fa.gelu.backward(x, x, approximate=approximate, backend="cpu"))
+    for kw in ({"threshold": 0.5, "value": -1.0}, {"value": -1.0, "threshold": 0.5}):
+        np.testing.assert_array_equal(fa.threshold(x, **kw), np.where(x > 0.5, x, dtype(-1.0)))
+    # an unhashable value goes the general way; errors as on the general path
+    np.testing.assert_array_equal(op(x, negative_slope=np.array(0.5)),
+                                  op(x, negative_slope=0.5))
+    with pytest.raises(TypeError, match="real number"):
+        op(x, negative_slope="a")
+    with pytest.raises(ValueError, match="approximate"):
+        fa.gelu(x, approximate="erf")
+    with pytest.raises(TypeError, match="missing"):
+        fa.threshold(x, value=1.0)
+    # plans are bounded: many parameter values don't grow the table without end
+    for k in range(300):
+        op(x[:3], negative_slope=k / 7)
+    assert len(op._plans) <= 64
+
+
 def test_plain_call_path_leaves_other_calls_to_the_general_path():
     x32 = np.linspace(-2, 2, 64, dtype=np.float32)
     # non-contiguous, float16, mixed dtypes, shape mismatch: same results / errors as always
