@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..mathlib import erfcx, exp, exp_hilo, expm1, fma, is_float32, jitable, lit, polynomial
+from ..cpu.vmath import _ERFCX_F64_P, _ERFCX_F64_Q
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
@@ -546,19 +547,44 @@ SQRT_2_OVER_PI = 0.7978845608028654
 GELU_C = 0.044715
 
 
+def _half_erfcx_scaled(coeffs, lead):
+    """Coefficients c_k 2**(-k/2) / lead: erfcx's polynomial in a = |x|/sqrt 2
+    as one in |x| (powers of 1/2 exact, one rounding for odd k)."""
+    return tuple(c * 0.5 ** (k // 2) * (INV_SQRT2 if k % 2 else 1.0) / lead
+                 for k, c in enumerate(coeffs))
+
+
+# float64 Phi(-|x|) = R(|x|) exp(-x**2/2), R(t) = erfcx(t/sqrt 2)/2 = P(t)/Q(t):
+# mathlib's float64 erfcx rational (P/Q in a) rewritten in t, the 1/2 taken
+# into P and Q made monic (its top step an addition): two multiplies and an
+# FMA fewer than erfcx(|x|/sqrt 2)/2.  R(0) is 1/2 exactly.
+_R_LEAD = _ERFCX_F64_Q[-1] * 0.5 ** ((len(_ERFCX_F64_Q) - 1) // 2) * (
+    INV_SQRT2 if (len(_ERFCX_F64_Q) - 1) % 2 else 1.0)
+_R_P = tuple(0.5 * c for c in _half_erfcx_scaled(_ERFCX_F64_P, _R_LEAD))
+_R_Q = _half_erfcx_scaled(_ERFCX_F64_Q, _R_LEAD)[:-1] + (1.0,)
+# (float32 takes mathlib's erfcx; its entry only lets the float64 branch type)
+_half_erfcx_num = polynomial("half_erfcx_num", {np.float64: _R_P, np.float32: _R_P})
+_half_erfcx_den = polynomial("half_erfcx_den", {np.float64: _R_Q, np.float32: _R_Q})
+
+
 @jitable
 def gelu_erf_vad(x):
-    half, one = lit(x, 0.5), lit(x, 1.0)
-    # Phi(x) = erfc(a)/2 (x < 0) or 1 - erfc(a)/2, a = |x|/sqrt 2, with
-    # erfc(a) = erfcx(a) g and g = exp(-x**2 / 2) = sqrt(2 pi) phi(x), one
-    # exponential for both.  g is taken from x itself: exp(-a**2) would
-    # amplify the rounding of a ~2 a**2-fold, erfcx only passes it on.  err =
-    # x*x - sq exactly, g = exp(-sq/2 - err/2).
-    sq = x * x
-    err = fma(x, x, -sq)
+    one = lit(x, 1.0)
+    # Phi(x) = q (x < 0) or 1 - q, q = Phi(-|x|) = erfc(a)/2 = erfcx(a)/2 g,
+    # a = |x|/sqrt 2 and g = exp(-x**2 / 2) = sqrt(2 pi) phi(x), one exponential
+    # for both.  g is taken from x itself: exp(-a**2) would amplify the rounding
+    # of a ~2 a**2-fold, erfcx only passes it on.  h = -x*x/2 rounded, err its
+    # rounding error exactly, g = exp(h + err).
+    nx = lit(x, -0.5) * x
+    h = x * nx
+    err = fma(x, nx, -h)
     err = err if abs(x) < lit(x, 64.0) else lit(x, 0.0)   # beyond, g is 0
-    g = exp_hilo(-half * sq, -half * err)
-    q = half * erfcx(abs(x * lit(x, INV_SQRT2))) * g
+    g = exp_hilo(h, err)
+    if is_float32(x):
+        q = lit(x, 0.5) * erfcx(abs(x * lit(x, INV_SQRT2))) * g
+    else:
+        t = min(abs(x), lit(x, 64.0))                        # beyond, g is 0
+        q = _half_erfcx_num(t) / _half_erfcx_den(t) * g
     cdf = q if x < lit(x, 0.0) else one - q
     return x * cdf, cdf + x * (lit(x, INV_SQRT_2PI) * g)
 
