@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ..mathlib import erfcx, exp, exp_hilo, expm1, fma, is_float32, jitable, lit, polynomial
 from ..cpu.vmath import _ERFCX_F64_P, _ERFCX_F64_Q
+from ..mathlib import erfcx, exp, exp_hilo, expm1, fma, is_float32, jitable, lit, polynomial
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
 
