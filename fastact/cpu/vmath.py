@@ -222,12 +222,13 @@ _ERFCX_F32 = (2.0, (
 # (linearized least squares with Lawson reweighting on 120 Chebyshev nodes,
 # 4.9e-17 in exact arithmetic) with two constraints: A(1) = B(1), so that
 # erfcx(0) = 1 exactly, and A(0)/B(0) = 1/(3 sqrt(pi)), so that P/Q has the
-# asymptote 1/(sqrt(pi) a) of erfcx; then expanded in a.
-_ERFCX_F64_P = (
+# asymptote 1/(sqrt(pi) a) of erfcx; then expanded in a.  (float64 exact gelu
+# evaluates the same rational in |x| = sqrt 2 a: ops.elementwise.)
+ERFCX_F64_P = (
     1.0, 2.360450731418628, 2.755697994414125, 2.0578055790993997, 1.0784188423648864,
     0.4124578725459618, 0.11637924601108493, 0.023930051153350798, 0.0034395794962760223,
     0.0003133536163908254, 1.3811816282000693e-05)
-_ERFCX_F64_Q = (
+ERFCX_F64_Q = (
     1.0, 3.4888298985141324, 5.692420969437859, 5.74443769089242, 3.9923836734286198,
     2.01156839554578, 0.751992298093509, 0.20931285030883218, 0.04269261373125792,
     0.006108736327147903, 0.0005554048240670901, 2.4480806957031635e-05)
@@ -259,8 +260,8 @@ _EXPM1 = {
 
 
 _erfcx_poly = polynomial("erfcx_poly", {np.float32: _ERFCX_F32[1]})
-_erfcx_num = polynomial("erfcx_num", {np.float64: _ERFCX_F64_P})
-_erfcx_den = polynomial("erfcx_den", {np.float64: _ERFCX_F64_Q})
+_erfcx_num = polynomial("erfcx_num", {np.float64: ERFCX_F64_P})
+_erfcx_den = polynomial("erfcx_den", {np.float64: ERFCX_F64_Q})
 _atanh_poly = polynomial("atanh_poly", _ATANH)
 _expm1_poly = polynomial("expm1_poly", _EXPM1)
 

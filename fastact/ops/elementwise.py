@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..cpu.vmath import _ERFCX_F64_P, _ERFCX_F64_Q
+from ..cpu.vmath import ERFCX_F64_P, ERFCX_F64_Q
 from ..mathlib import erfcx, exp, exp_hilo, expm1, fma, is_float32, jitable, lit, polynomial
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
@@ -558,10 +558,9 @@ def _half_erfcx_scaled(coeffs, lead):
 # mathlib's float64 erfcx rational (P/Q in a) rewritten in t, the 1/2 taken
 # into P and Q made monic (its top step an addition): two multiplies and an
 # FMA fewer than erfcx(|x|/sqrt 2)/2.  R(0) is 1/2 exactly.
-_R_LEAD = _ERFCX_F64_Q[-1] * 0.5 ** ((len(_ERFCX_F64_Q) - 1) // 2) * (
-    INV_SQRT2 if (len(_ERFCX_F64_Q) - 1) % 2 else 1.0)
-_R_P = tuple(0.5 * c for c in _half_erfcx_scaled(_ERFCX_F64_P, _R_LEAD))
-_R_Q = _half_erfcx_scaled(_ERFCX_F64_Q, _R_LEAD)[:-1] + (1.0,)
+_R_LEAD = _half_erfcx_scaled(ERFCX_F64_Q, 1.0)[-1]
+_R_P = tuple(0.5 * c for c in _half_erfcx_scaled(ERFCX_F64_P, _R_LEAD))
+_R_Q = _half_erfcx_scaled(ERFCX_F64_Q, _R_LEAD)[:-1] + (1.0,)
 # (float32 takes mathlib's erfcx; its entry only lets the float64 branch type)
 _half_erfcx_num = polynomial("half_erfcx_num", {np.float64: _R_P, np.float32: _R_P})
 _half_erfcx_den = polynomial("half_erfcx_den", {np.float64: _R_Q, np.float32: _R_Q})
