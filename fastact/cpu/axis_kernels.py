@@ -210,7 +210,7 @@ def _group_best(xs, j, pieces):
     return best, arg
 
 
-def _maxout_rows_kernels(pieces):
+def _maxout_rows_kernels(pieces, **options):
     """(forward, backward) KernelPairs for inner size 1 (the axis is the last
     one): x flat (groups * pieces,), y and dy (groups,).  ``pieces`` is a
     compile-time constant, so the loop over a group unrolls and LLVM loads the
@@ -239,8 +239,8 @@ def _maxout_rows_kernels(pieces):
                 if write_y:
                     ys[g] = best
 
-    return (KernelPair(maxout_rows_forward),
-            KernelPair(maxout_rows_backward))
+    return (KernelPair(maxout_rows_forward, **options),
+            KernelPair(maxout_rows_backward, **options))
 
 
 _MAXOUT_ROWS = {}
