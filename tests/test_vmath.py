@@ -19,6 +19,7 @@ inside the bounds:
     tanh        1.6e-07   4.8e-16
     erfc        2.6e-07   3.9e-16
     erfcx       3.4e-07   8.7e-16
+    normal_pdf  1.2e-07   3.9e-16
 
 References: float64 NumPy / math for the float32 versions, mpmath (100 bits)
 for the float64 versions.
@@ -39,6 +40,7 @@ FASTMATH = {"contract", "arcp"}
 NAMES = mathlib.MATH_FUNCTIONS
 FLOATS = (np.float32, np.float64)
 RTOL = {np.float32: 4e-7, np.float64: 5e-15}
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 DENORMAL_ULPS = 2
 
 
@@ -89,7 +91,9 @@ def _erfcx64(v):
 
 _NP64 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
          "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1),
-         "erfcx": np.frompyfunc(_erfcx64, 1, 1)}
+         "erfcx": np.frompyfunc(_erfcx64, 1, 1),
+         # (a float32 x squares exactly in float64)
+         "normal_pdf": lambda v: np.exp(-0.5 * v * v) / np.sqrt(2 * np.pi)}
 _MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
        "log1p_unit": mpmath.log1p,
        "tanh": mpmath.tanh, "erfc": mpmath.erfc,
@@ -97,7 +101,8 @@ _MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpm
        # enters exp's argument): beyond 1e4, three terms of the asymptotic
        # series (truncation below 2e-24 there)
        "erfcx": lambda v: mpmath.exp(v * v) * mpmath.erfc(v) if v < 1e4 else
-       1 / (v * mpmath.sqrt(mpmath.pi)) * (1 - 1 / (2 * v * v) + 3 / (4 * v ** 4))}
+       1 / (v * mpmath.sqrt(mpmath.pi)) * (1 - 1 / (2 * v * v) + 3 / (4 * v ** 4)),
+       "normal_pdf": mpmath.npdf}
 
 
 def _mp_scalar(name, v):
@@ -165,6 +170,12 @@ def sample(name, dt, n, rng):
         ovf = -9.4 if f32 else -26.6
         parts += [rng.uniform(ovf - 1, 40, 2 * n), rng.uniform(-1, 4, n), _logu(rng, 2, e_max, n)]
         edges = [ovf, 10.5, 27.5, float(fi.max)]
+    elif name == "normal_pdf":
+        cut = mathlib.PDF_CUTOFF_F32 if f32 else mathlib.PDF_CUTOFF_F64
+        parts += [rng.uniform(-cut - 2, cut + 2, 2 * n), rng.uniform(-3, 3, n),
+                  rng.uniform(cut - 4, cut, n)]
+        # the cutoff, the start of the denormal range, the largest finite input
+        edges = [cut, 13.0 if f32 else 37.5, float(fi.max)]
     else:
         raise KeyError(name)
     x = np.concatenate(parts).astype(dt)
@@ -251,6 +262,9 @@ SPECIALS = {
     "erfc": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", 2.0), ("nan", "nan"),
              ("max", 0.0), ("-max", 2.0), ("sub", 1.0), ("-sub", 1.0), (30.0, 0.0), (-30.0, 2.0),
              (-10.0, 2.0)],
+    "normal_pdf": [(0.0, INV_SQRT_2PI), (-0.0, INV_SQRT_2PI), ("inf", 0.0), ("-inf", 0.0),
+                   ("nan", "nan"), ("max", 0.0), ("-max", 0.0), ("sub", INV_SQRT_2PI),
+                   ("tiny", INV_SQRT_2PI), (40.0, 0.0), (-40.0, 0.0)],
     "erfcx": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", "inf"), ("nan", "nan"),
               ("-max", "inf"), ("sub", 1.0), ("-sub", 1.0), (-30.0, "inf")],
 }
@@ -353,47 +367,6 @@ def test_fma_rounds_once(dt):
     assert np.isnan(mathlib.fma(dt(np.inf), dt(0.0), dt(1.0)))
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
-@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
-def test_exp_hilo(dt, parallel):
-    """exp_hilo(hi, lo) = e**(hi + lo) for hi = -x*x/2 rounded and lo its exact
-    rounding error: full relative accuracy where hi alone is off by up to
-    |hi| ulps; lo = 0 gives exp; NaN, +-inf and the overflow / underflow ends
-    as exp (mpmath reference)."""
-    if parallel:
-        @njit(fastmath=FASTMATH, error_model="numpy", parallel=True)
-        def kernel(hi, lo, y):
-            for i in prange(hi.size):
-                y[i] = mathlib.exp_hilo(hi[i], lo[i])
-    else:
-        @njit(fastmath=FASTMATH, error_model="numpy")
-        def kernel(hi, lo, y):
-            for i in range(hi.size):
-                y[i] = mathlib.exp_hilo(hi[i], lo[i])
-
-    rng = np.random.default_rng(11)
-    top = 13.0 if dt == np.float32 else 37.0            # e**(-x*x/2) stays normal
-    x = np.concatenate([rng.uniform(-top, top, 3000), rng.uniform(top - 3, top, 1000)]).astype(dt)
-    sq = x * x
-    err = np.array([mathlib.fma(v, v, -s) for v, s in zip(x, sq)], dtype=dt)
-    hi, lo = -dt(0.5) * sq, -dt(0.5) * err
-    y = np.empty_like(x)
-    kernel(hi, lo, y)
-    with mpmath.workprec(120):
-        ref = np.array([float(mpmath.exp(-mpmath.mpf(float(v)) ** 2 / 2)) for v in x])
-    assert np.max(np.abs(y / ref - 1)) <= RTOL[dt]
-    assert np.count_nonzero(lo) > 1000                    # the low parts mattered
-    e = np.empty_like(x)
-    kernel(hi, np.zeros_like(lo), e)
-    np.testing.assert_array_equal(e, run("exp", hi, parallel))
-    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1000.0, -1000.0], dtype=dt)
-    z = np.zeros_like(special)
-    out = np.empty_like(special)
-    kernel(special, z, out)
-    np.testing.assert_array_equal(out, [np.nan, np.inf, 0.0, 1.0, 1.0, np.inf, 0.0])
-    assert mathlib.exp_hilo(dt(-2.0), dt(1e-7)) == dt(np.exp(-2.0) * (1 + 1e-7))
-
-
 # ---------------------------------------------------------------- vectorization
 
 # A named call to a libm-style function or to a (non-inlined) vmath/mathlib body.
@@ -445,7 +418,7 @@ def test_vectorized(name, dt):
 
 _LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
                "log1p_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
-               "erfcx": math.erfc}
+               "erfcx": math.erfc, "normal_pdf": math.exp}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,12 +17,21 @@ recorded in ``tests/test_vmath.py``; all are below 4e-7 (float32) and 5e-15
 
 Algorithms
 ----------
-exp, expm1, exp_hilo
+exp, expm1
     n = rint(x log2 e), Cody-Waite r = (x - n ln2_hi) - n ln2_lo, expm1(r) =
     r + r**2 P(r) on |r| <= ln2/2 (P fitted, degree 4 / 9), and 2**n applied
     as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
     overflow gives inf and the denormal range underflows gradually with one
-    rounding.  expm1 = (2**n - 1) + 2**n em.  exp_hilo(hi, lo) adds lo to r.
+    rounding.  expm1 = (2**n - 1) + 2**n em.
+normal_pdf
+    e**(-x**2/2) / sqrt(2 pi) as exp's reduction of -u/2, x**2 = u + e exactly
+    (fma), e/2 taken into r: full relative accuracy however large x**2 is.
+    The argument is never positive and |x| is clamped at the cutoff where the
+    density rounds to 0, so there is no overflow branch and no clamp of n;
+    n = rint(-u/2 log2 e) comes from k = -u/2 log2 e + 1.5 2**52 (one FMA),
+    whose low bits hold n, and 2**(n + 64) from those bits by a shift;
+    1/sqrt(2 pi) is folded into the final FMA.  NaN propagates through the
+    arithmetic.
 log
     musl/fdlibm: exponent and mantissa split by bit operations (mantissa in
     [sqrt2/2, sqrt2)), s = f/(2+f) and the Lg polynomials.
@@ -51,8 +60,7 @@ erfcx
     t R(t), t = 1/(1 + x/2), R one polynomial of degree 10 for the whole
     half-line (weighted least-squares Chebyshev fit).  float64: P(x)/Q(x), a
     rational function of degrees 10/11 for the whole half-line (degrees 9/10
-    reach 2.9e-15, which the cancellation in gelu' near its zero at -0.75
-    amplifies 150-fold).  Max errors with rounded coefficients 1.6e-7 and
+    reach 2.9e-15).  Max errors with rounded coefficients 1.6e-7 and
     8.7e-16.  x < 0 uses 2 exp(x**2) - erfcx(-x), x**2 as an exact double
     word.
 """
@@ -63,7 +71,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
 from .. import mathlib
-from ..mathlib import chop, polynomial
+from ..mathlib import chop, fma, polynomial
 
 # ---------------------------------------------------------------- intrinsics
 # Small IR helpers.  All of them are plain LLVM instructions (or the llvm.rint /
@@ -139,6 +147,23 @@ def _pow2(typingctx, n):
         return builder.bitcast(k, args[0].type)
 
     return n(n), codegen
+
+
+@intrinsic
+def _pow2_low_bits(typingctx, k):
+    """2**(m - bias) for a float k holding an integer whose low bits are m, m in
+    [1, 2 bias]: those bits shifted into the exponent field (k = SHIFT + m,
+    SHIFT = 1.5 * 2**mantissa bits, has zeros there)."""
+    if k not in _FLOAT_LAYOUT:
+        return None
+    bits, mbits, _ = _FLOAT_LAYOUT[k]
+
+    def codegen(context, builder, sig, args):
+        i = builder.bitcast(args[0], ir.IntType(bits))
+        i = builder.shl(i, ir.Constant(i.type, mbits))
+        return builder.bitcast(i, args[0].type)
+
+    return k(k), codegen
 
 
 @intrinsic
@@ -222,13 +247,12 @@ _ERFCX_F32 = (2.0, (
 # (linearized least squares with Lawson reweighting on 120 Chebyshev nodes,
 # 4.9e-17 in exact arithmetic) with two constraints: A(1) = B(1), so that
 # erfcx(0) = 1 exactly, and A(0)/B(0) = 1/(3 sqrt(pi)), so that P/Q has the
-# asymptote 1/(sqrt(pi) a) of erfcx; then expanded in a.  (float64 exact gelu
-# evaluates the same rational in |x| = sqrt 2 a: ops.elementwise.)
-ERFCX_F64_P = (
+# asymptote 1/(sqrt(pi) a) of erfcx; then expanded in a.
+_ERFCX_F64_P = (
     1.0, 2.360450731418628, 2.755697994414125, 2.0578055790993997, 1.0784188423648864,
     0.4124578725459618, 0.11637924601108493, 0.023930051153350798, 0.0034395794962760223,
     0.0003133536163908254, 1.3811816282000693e-05)
-ERFCX_F64_Q = (
+_ERFCX_F64_Q = (
     1.0, 3.4888298985141324, 5.692420969437859, 5.74443769089242, 3.9923836734286198,
     2.01156839554578, 0.751992298093509, 0.20931285030883218, 0.04269261373125792,
     0.006108736327147903, 0.0005554048240670901, 2.4480806957031635e-05)
@@ -260,8 +284,8 @@ _EXPM1 = {
 
 
 _erfcx_poly = polynomial("erfcx_poly", {np.float32: _ERFCX_F32[1]})
-_erfcx_num = polynomial("erfcx_num", {np.float64: ERFCX_F64_P})
-_erfcx_den = polynomial("erfcx_den", {np.float64: ERFCX_F64_Q})
+_erfcx_num = polynomial("erfcx_num", {np.float64: _ERFCX_F64_P})
+_erfcx_den = polynomial("erfcx_den", {np.float64: _ERFCX_F64_Q})
 _atanh_poly = polynomial("atanh_poly", _ATANH)
 _expm1_poly = polynomial("expm1_poly", _EXPM1)
 
@@ -322,11 +346,31 @@ def _build(F):
         y = s1 * (s2 * (ONE + em))
         return _sel(x != x, x, y)
 
+    # normal_pdf: beyond PDF_T the density rounds to 0 (float32 e**-105.1,
+    # float64 e**-748.8, against half the least denormal e**-103.3 / e**-745.1);
+    # -PDF_T**2/2 keeps n + bias + 64 >= 1 for _pow2_low_bits.
+    PDF_T = c(mathlib.PDF_CUTOFF_F32 if f32 else mathlib.PDF_CUTOFF_F64)
+    _, MBITS, BIAS = _FLOAT_LAYOUT[types.float32 if f32 else types.float64]
+    SHIFT = c(1.5 * 2.0 ** MBITS)
+    PDF_BIAS = c(BIAS + 64)
+    NEG_HALF_LOG2E = c(-0.5 * 1.4426950408889634)
+    PDF_C = c(2.0 ** -64 / np.sqrt(2.0 * np.pi))
+
     @register_jitable
-    def exp_hilo_(hi, lo):
-        em, s1, s2, _ = exp_core(hi, lo)
-        y = s1 * (s2 * (ONE + em))
-        return _sel(hi != hi, hi, y)
+    def normal_pdf_(x):
+        ax = abs(x)
+        t = _sel(ax > PDF_T, PDF_T, ax)          # (NaN passes, and gives NaN)
+        u = t * t
+        e = fma(t, t, -u)                        # t**2 = u + e exactly
+        # k = SHIFT + n, n = rint(-u/2 log2 e): at SHIFT the float spacing is 1,
+        # so n lands in k's low bits (2**(n + 64) by a shift, no conversion)
+        k = fma(u, NEG_HALF_LOG2E, SHIFT)
+        n = k - SHIFT
+        r = fma(u, -HALF, -(n * LN2_HI))         # exact (Cody-Waite)
+        r = fma(n, -LN2_LO, r)
+        r = fma(e, -HALF, r)
+        em = _em_poly(r)
+        return _pow2_low_bits(k + PDF_BIAS) * fma(PDF_C, em, PDF_C)
 
     @register_jitable
     def exp_minus_square(ax, b):
@@ -548,7 +592,7 @@ def _build(F):
         # (NaN: y is NaN, and x < 0 is false)
         return _sel(x < ZERO, neg, y)
 
-    return dict(exp=exp_, exp_hilo=exp_hilo_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+    return dict(exp=exp_, normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 
@@ -568,18 +612,5 @@ def _register(name):
     return _ov
 
 
-def _register_2(name):
-    # (argument names as in mathlib.exp_hilo: Numba matches them)
-    @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
-    def _ov(hi, lo):
-        impls = _IMPLS.get(hi)
-        if impls is None or lo != hi:
-            return None
-        return impls[name]
-    return _ov
-
-
 for _name in mathlib.MATH_FUNCTIONS:
     _register(_name)
-for _name in mathlib.MATH_FUNCTIONS_2:
-    _register_2(_name)

@@ -42,22 +42,33 @@ _LIBDEVICE = {
 _registered = False
 _OPTIONS = {"jit_options": {"forceinline": True}}
 
-# Functions of two arguments, composed from libdevice: name -> (float32
-# implementation, float64 implementation).  exp_hilo(hi, lo) = e**hi (1 + lo):
-# lo is at most a few ulps of hi, so the neglected lo**2/2 is far below either
-# type's precision.
-_ONE32, _ONE64 = np.float32(1.0), np.float64(1.0)
+# Functions composed from libdevice: name -> (float32 implementation, float64
+# implementation).  normal_pdf: e**(-u/2) (1 - e/2) / sqrt(2 pi) with x**2 =
+# u + e exactly; the neglected e**2/8 is far below either type's precision.
+# The cutoff keeps inf from making e NaN (beyond it the density is 0).
+_HALF32, _ONE32, _PDF_C32, _CUT32 = (np.float32(v) for v in (
+    0.5, 1.0, 1.0 / np.sqrt(2.0 * np.pi), mathlib.PDF_CUTOFF_F32))
+_HALF64, _ONE64, _PDF_C64, _CUT64 = (np.float64(v) for v in (
+    0.5, 1.0, 1.0 / np.sqrt(2.0 * np.pi), mathlib.PDF_CUTOFF_F64))
 
 
-def _exp_hilo32(hi, lo):
-    return libdevice.expf(hi) * (_ONE32 + lo)
+def _normal_pdf32(x):
+    ax = abs(x)
+    t = _CUT32 if ax > _CUT32 else ax          # (NaN passes)
+    u = t * t
+    e = libdevice.fmaf(t, t, -u)
+    return libdevice.expf(-_HALF32 * u) * (_ONE32 - _HALF32 * e) * _PDF_C32
 
 
-def _exp_hilo64(hi, lo):
-    return libdevice.exp(hi) * (_ONE64 + lo)
+def _normal_pdf64(x):
+    ax = abs(x)
+    t = _CUT64 if ax > _CUT64 else ax
+    u = t * t
+    e = libdevice.fma(t, t, -u)
+    return libdevice.exp(-_HALF64 * u) * (_ONE64 - _HALF64 * e) * _PDF_C64
 
 
-_COMPOSED_2 = {"exp_hilo": (_exp_hilo32, _exp_hilo64)}
+_COMPOSED = {"normal_pdf": (_normal_pdf32, _normal_pdf64)}
 
 
 def _register(name, f32, f64):
@@ -75,13 +86,10 @@ def _register(name, f32, f64):
     return _ov
 
 
-def _register_2(name, f32, f64):
-    # (argument names as in the mathlib function: Numba matches them)
+def _register_composed(name, f32, f64):
     @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
-    def _ov(hi, lo):
-        if lo != hi:
-            return None
-        return {types.float32: f32, types.float64: f64}.get(hi)
+    def _ov(x):
+        return {types.float32: f32, types.float64: f64}.get(x)
     return _ov
 
 
@@ -90,14 +98,13 @@ def register():
     global _registered
     if _registered:
         return
-    missing = (set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE)
-               | set(mathlib.MATH_FUNCTIONS_2) - set(_COMPOSED_2))
+    missing = set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE) - set(_COMPOSED)
     if missing:
         raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
-    for name, (f32, f64) in _COMPOSED_2.items():
-        _register_2(name, f32, f64)
+    for name, (f32, f64) in _COMPOSED.items():
+        _register_composed(name, f32, f64)
     mathlib.register_cuda(
         lambda fn, typer: overload(fn, target="cuda", strict=False, **_OPTIONS)(typer))
     _registered = True
