@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.cudasim
 
-pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed")
 
 import fastact as fa  # noqa: E402
 from fastact import cuda as fcuda  # noqa: E402

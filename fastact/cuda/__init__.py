@@ -49,7 +49,12 @@ def simulator_enabled() -> bool:
 
 
 def _numba_cuda():
-    """The ``numba.cuda`` module, or None where numba-cuda is not importable."""
+    """The ``numba.cuda`` module, or None where numba-cuda is not installed.
+    (Numba itself may still ship its older, deprecated ``numba.cuda``; fastact's
+    CUDA kernels need numba-cuda's.)"""
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is None:
+        return None
     try:
         from numba import cuda
     except ImportError:
