@@ -8,6 +8,7 @@ import numpy as np
 from . import dispatch
 from .cpu import elementwise as cpu_elementwise
 from .cpu import rowwise as cpu_rowwise
+from .cpu import streaming
 from .dispatch import Outputs, flat, prepare, resolve_backend
 from .ops.rowwise import numpy_rowwise
 
@@ -116,7 +117,10 @@ class ElementwiseOp(Op):
                                        cpu_elementwise.PASSES[pass_name][3])
         x = inputs[0]
         kernel, p, n_out = plan
-        outs = [np.empty_like(x) for _ in range(n_out)]
+        if x.nbytes < streaming.STREAM_MIN:
+            outs = [np.empty_like(x) for _ in range(n_out)]
+        else:
+            outs = [streaming.empty(x.shape, x.dtype) for _ in range(n_out)]
         kernel([a.reshape(-1) for a in inputs], [o.reshape(-1) for o in outs], p)
         return outs[0] if n_out == 1 else tuple(outs)
 

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from .cpu import streaming
+
 BACKENDS = ("auto", "cpu", "cuda", "numpy")
 
 _env_backend = os.environ.get("FASTACT_BACKEND", "auto").strip().lower() or "auto"
@@ -237,7 +239,7 @@ class Outputs:
             role = f"{name}: out[{k}]" if len(shapes) > 1 else f"{name}: out"
             if o is None:
                 self.user.append(None)
-                self.arrays.append(np.empty(shape, dtype=compute))
+                self.arrays.append(streaming.empty(shape, compute))
                 continue
             a = _out_array(o, role)
             if a.shape != tuple(shape):

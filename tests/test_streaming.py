@@ -17,16 +17,17 @@ from fastact.cpu import streaming
 from fastact.cpu.jit import JIT_OPTIONS, PARALLEL_MIN
 
 # The streamed template depends on the pass (its inputs and outputs) and the
-# dtype (elements per line), not on the op: every pass of ops without, with
-# one and with two parameters, each dtype at least twice (compiling is what
-# these tests spend their time on).
+# dtype (elements per vector), not on the op: every pass of ops without, with
+# one and with two parameters, each dtype at least twice, and transcendental
+# ops (512-bit vectors, interleaved) in both dtypes (compiling is what these
+# tests spend their time on).
 STREAMED = [("relu", np.float32), ("relu", np.float64), ("leaky_relu", np.float32),
-            ("threshold", np.float64)]
-assert not any(fa.REGISTRY[n].transcendental for n, _ in STREAMED)
+            ("threshold", np.float64), ("gelu", np.float32), ("gelu", np.float64),
+            ("sigmoid", np.float32)]
 LOSSES = [("mse", np.float32), ("mse", np.float64), ("hinge", np.float32),
           ("hinge", np.float64), ("l1", np.float32), ("huber", np.float64),
           ("rmse", np.float32)]
-N = 3 * streaming.TILE * streaming.CHUNK_TILES + 1037    # several chunks, a partial tile
+N = 3 * streaming.BLOCK + 1037        # several blocks, a partial one
 assert N >= PARALLEL_MIN
 
 
@@ -68,8 +69,8 @@ def test_stream_out_writes_exactly_the_range(dtype):
 
 @pytest.mark.parametrize("name,dtype", STREAMED, ids=[f"{n}-{d.__name__}" for n, d in STREAMED])
 def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
-    choice = None
     spec = fa.REGISTRY[name]
+    choice = next(iter(spec.scalars))     # (gelu: "none")
     op = getattr(fa, name)
     kw = call_kwargs(spec, choice, default_params(spec))
     lo, hi = spec.domain
@@ -78,6 +79,12 @@ def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_al
     base_dy = rng.standard_normal(N + 3).astype(dtype)
     for offset in (0, 1, 3):              # outputs at several alignments
         x, dy = base[offset:], base_dy[offset:]
+        if offset == 3:                   # an out= whose alignment differs: plain kernel
+            y1 = np.empty(N + 1, dtype)[1:N + 1 - offset + 3]
+            y0 = np.empty_like(x)
+            np.testing.assert_array_equal(
+                op.forward_backward(x, dy, out=(y0, y1), **kw)[1],
+                _plain(monkeypatch, lambda x=x, dy=dy: op.forward_backward(x, dy, **kw))[1])
         runs = {
             "forward": lambda x=x: op(x, **kw),
             "value_and_derivative": lambda x=x: op.value_and_derivative(x, **kw),
@@ -89,7 +96,8 @@ def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_al
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w, err_msg=f"{pass_name} {offset=}")
     k = cpu_elementwise.kernel(spec.scalars_for(choice), "value_and_derivative",
-                               len(default_params(spec)))
+                               len(default_params(spec)), spec.transcendental,
+                               spec.interleave_for(spec.scalars_for(choice), np.dtype(dtype)))
     assert k._streamed is not None, "the streamed kernel never ran"
 
 
@@ -129,13 +137,48 @@ def _host_is_x86():
 @pytest.mark.skipif(not _host_is_x86(), reason="checks x86 instructions")
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 def test_streamed_kernel_uses_non_temporal_stores(dtype):
-    spec = fa.REGISTRY["relu"]
-    k = cpu_elementwise.kernel(spec.scalars_for(None), "forward_backward", 0)
-    options = {**JIT_OPTIONS, "cache": False}
-    streamed = numba.njit(parallel=True, **options)(
-        cpu_elementwise.streamed_kernel(k.pyfunc, 2, 2))
-    x = np.ones(N, dtype)
-    streamed(x, x, np.empty_like(x), np.empty_like(x), ())
-    asm = "\n".join(streamed.inspect_asm().values())
-    assert re.search(r"\bvmovnt\w+\s+%[xyz]mm", asm), "no non-temporal vector store"
-    assert "sfence" in asm
+    """Vector non-temporal stores in the loop that computes the values, for a
+    memory-bound op and for a transcendental one (512-bit vectors)."""
+    for name in ("relu", "gelu"):
+        spec = fa.REGISTRY[name]
+        k = cpu_elementwise.kernel(spec.scalars_for(next(iter(spec.scalars))),
+                                   "forward_backward", 0, spec.transcendental)
+        options = {**JIT_OPTIONS, "cache": False}
+        streamed = numba.njit(parallel=True, **options)(
+            cpu_elementwise.streamed_kernel(k.streamed_pyfunc, 2, 2))
+        x = np.ones(N, dtype)
+        y, d = np.empty(N + 16, dtype), np.empty(N + 16, dtype)
+        y, d = (a[streaming.aligned_head([a]):][:N] for a in (y, d))   # aligned, as required
+        streamed(x, x, y, d, ())
+        np.testing.assert_array_equal(y, getattr(fa, name)(x))
+        asm = "\n".join(streamed.inspect_asm().values())
+        assert re.search(r"\bvmovnt\w+\s+%[yz]mm", asm), f"{name}: no non-temporal vector store"
+        assert "sfence" in asm
+        assert "gather" not in asm, f"{name}: indexed loads (an index not known >= 0)"
+
+
+def test_aligned_head():
+    a = np.empty(1000)
+    base = (-a.ctypes.data) % 64 // 8
+    assert streaming.aligned_head([a]) == base
+    assert streaming.aligned_head([a[1:]]) == (base - 1) % 8
+    assert streaming.aligned_head([a, a[1:]]) == -1            # different alignments
+    b = np.empty(1000, np.float32)
+    assert streaming.aligned_head([b[(-b.ctypes.data) % 64 // 4:]]) == 0
+    raw = np.empty(8009, np.uint8)[1:].view(np.float64)        # not a multiple of 8
+    assert streaming.aligned_head([raw]) == -1
+
+
+def test_empty_aligns_streamed_outputs(stream_all):
+    for dtype in FLOATS:
+        a = streaming.empty((3, 1001), dtype)
+        assert a.shape == (3, 1001) and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % 64 == 0 and a.flags.writeable
+    y, d = fa.sigmoid.value_and_derivative(np.ones(N, np.float32))
+    assert y.ctypes.data % 64 == 0 and d.ctypes.data % 64 == 0
+
+
+def test_empty_is_plain_below_stream_min(monkeypatch):
+    monkeypatch.setattr(streaming, "STREAM_MIN", 1 << 62)
+    a = streaming.empty((5,), np.float64)
+    assert a.base is None and a.shape == (5,)

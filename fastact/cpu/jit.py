@@ -141,6 +141,10 @@ class KernelPair:
         self._parallel = None
         self._interleave = interleave
 
+    @property
+    def interleave_count(self) -> int:
+        return self._interleave
+
     def _compile(self, parallel: bool):
         # Numba's on-disk cache keys on the function's qualified name and
         # closure, not on the `parallel` flag: give each flavour its own name.

@@ -6,14 +6,19 @@ non-temporal store writes whole lines straight to memory: B.  A kernel that
 reads one array and writes two (value and derivative) moves 5 units with plain
 stores and 3 with non-temporal ones; that is what a large ``memcpy`` does.
 
-The kernels compute each tile of at most TILE elements into small buffers that
-stay in the L1/L2 cache, then ``stream_out`` copies each buffer to its output
-with 64-byte non-temporal vector stores (plain stores for the unaligned head
-and tail of the tile).  They are used for outputs of at least STREAM_MIN bytes:
-below that the output is likely read again while still in cache, which a
-non-temporal store would have evicted.
+Elementwise kernels store non-temporally in the loop that computes the values
+(``store_nt``): the loop vectorizer makes 64-byte vector stores of it when the
+outputs start 64-byte aligned, which ``empty`` and ``aligned_head`` arrange.
+The loss kernels compute each tile of at most TILE elements into small
+buffers that stay in the L1/L2 cache, then ``stream_out`` copies each buffer
+to its output with 64-byte non-temporal vector stores (plain stores for the
+unaligned head and tail of the tile).  Both are used for outputs of at least
+STREAM_MIN bytes: below that the output is likely read again while still in
+cache, which a non-temporal store would have evicted.
 """
 import os
+
+import numpy as np
 
 from llvmlite import binding as llvm
 from llvmlite import ir
@@ -26,6 +31,9 @@ from ..mathlib import helper
 TILE = 4096
 # Tiles per parallel task; one store fence per task.
 CHUNK_TILES = 32
+# Elements per block of the elementwise streamed kernels (one parallel task, one
+# fence); a multiple of 16, so that blocks of aligned outputs start aligned.
+BLOCK = TILE * CHUNK_TILES
 _LINE = 64
 
 # Output bytes from which kernels stream their outputs (measured on the
@@ -69,6 +77,53 @@ def _store_line(typingctx, dst, i, src, j):
         return context.get_dummy_value()
 
     return types.none(dst, i, src, j), codegen
+
+
+@intrinsic
+def store_nt(typingctx, a, i, v):
+    """a[i] = v with a non-temporal store, declared 64-byte aligned.
+
+    Only for loops that the loop vectorizer turns into vector stores starting at
+    64-byte aligned elements: a[0] aligned and the loop running from index 0
+    (``elementwise.streamed_kernel``).  The declared alignment is what lets LLVM
+    vectorize a non-temporal store at all; scalar stores left over at the end
+    of a loop become MOVNTSS/MOVNTSD (SSE4A) or plain stores, which need no
+    alignment.  No bounds check, no negative index."""
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        store = builder.store(args[2], builder.gep(arr.data, [args[1]]), align=_LINE)
+        store.set_metadata("nontemporal", builder.module.add_metadata(
+            [ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.none(a, i, v), codegen
+
+
+def empty(shape, dtype):
+    """``np.empty(shape, dtype)``, with its data 64-byte aligned where it is large
+    enough to be streamed: the streamed kernels need every output of a pass at
+    the same alignment, and NumPy's allocations below the allocator's mmap
+    threshold land at any multiple of 16."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < STREAM_MIN:
+        return np.empty(shape, dtype)
+    buf = np.empty(nbytes + _LINE, np.uint8)
+    start = (-buf.ctypes.data) % _LINE
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_head(arrays) -> int:
+    """Elements before the first 64-byte aligned element, the same for every
+    array of ``arrays``; -1 if they differ (or an address is not a multiple of
+    the itemsize)."""
+    heads = set()
+    for a in arrays:
+        addr = a.ctypes.data
+        if addr % a.itemsize:
+            return -1
+        heads.add((-addr) % _LINE // a.itemsize)
+    return heads.pop() if len(heads) == 1 else -1
 
 
 _X86 = llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
