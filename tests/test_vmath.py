@@ -27,6 +27,7 @@ for the float64 versions.
 import functools
 import math
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -212,9 +213,11 @@ def errors(x, y, ref):
     normal = np.isfinite(ref) & (a >= tiny) & (a <= big)
     rel_max = float(np.max(rel[normal], initial=0.0))
     bad = np.zeros(x.shape, bool)
-    # Results in the denormal range (or rounding to 0): a few denormal ulps.
+    # Results in the denormal range (or rounding to 0): a few denormal ulps, or
+    # the relative bound (just below tiny, 2 denormal ulps are 2.4e-7 relative).
     den = np.isfinite(ref) & (a < tiny)
-    bad |= den & ~(np.abs(yd - ref) <= DENORMAL_ULPS * float(fi.smallest_subnormal))
+    bad |= den & ~(np.abs(yd - ref) <= np.maximum(
+        DENORMAL_ULPS * float(fi.smallest_subnormal), RTOL[dt] * a))
     # Overflow: beyond max + half an ulp the result must be inf.
     over = np.isfinite(ref) & (a >= big * (1 + fi.epsneg)) | np.isinf(ref)
     bad |= over & ~(yd == ref) & ~(np.isfinite(ref) & np.isinf(yd) & (np.sign(yd) == np.sign(ref)))
@@ -227,7 +230,7 @@ def errors(x, y, ref):
 @pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
 @pytest.mark.parametrize("name", NAMES)
 def test_accuracy(name, dt, parallel):
-    rng = np.random.default_rng(abs(hash((name, dt.__name__))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{name} {dt.__name__}".encode()))  # same every run
     n = 40000 if dt == np.float32 else 3000
     if not parallel:
         n //= 4
