@@ -16,6 +16,7 @@ unaligned head and tail of the tile).  Both are used for outputs of at least
 STREAM_MIN bytes: below that the output is likely read again while still in
 cache, which a non-temporal store would have evicted.
 """
+import math
 import os
 
 import numpy as np
@@ -104,10 +105,10 @@ def empty(shape, dtype):
     enough to be streamed: the streamed kernels need every output of a pass at
     the same alignment, and NumPy's allocations below the allocator's mmap
     threshold land at any multiple of 16."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes < STREAM_MIN:
+    if math.prod(shape) * np.dtype(dtype).itemsize < STREAM_MIN:
         return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
     buf = np.empty(nbytes + _LINE, np.uint8)
     start = (-buf.ctypes.data) % _LINE
     return buf[start:start + nbytes].view(dtype).reshape(shape)
