@@ -46,29 +46,22 @@ _OPTIONS = {"jit_options": {"forceinline": True}}
 # implementation).  normal_pdf: e**(-u/2) (1 - e/2) / sqrt(2 pi) with x**2 =
 # u + e exactly; the neglected e**2/8 is far below either type's precision.
 # The cutoff keeps inf from making e NaN (beyond it the density is 0).
-_HALF32, _ONE32, _PDF_C32, _CUT32 = (np.float32(v) for v in (
-    0.5, 1.0, 1.0 / np.sqrt(2.0 * np.pi), mathlib.PDF_CUTOFF_F32))
-_HALF64, _ONE64, _PDF_C64, _CUT64 = (np.float64(v) for v in (
-    0.5, 1.0, 1.0 / np.sqrt(2.0 * np.pi), mathlib.PDF_CUTOFF_F64))
+def _normal_pdf(ty, fma, exp, cutoff):
+    """normal_pdf for float type ty from libdevice's fma and exp of that type."""
+    half, one, c, cut = (ty(v) for v in (0.5, 1.0, 1.0 / np.sqrt(2.0 * np.pi), cutoff))
+
+    def normal_pdf(x):
+        ax = abs(x)
+        t = cut if ax > cut else ax            # (NaN passes)
+        u = t * t
+        e = fma(t, t, -u)
+        return exp(-half * u) * (one - half * e) * c
+    return normal_pdf
 
 
-def _normal_pdf32(x):
-    ax = abs(x)
-    t = _CUT32 if ax > _CUT32 else ax          # (NaN passes)
-    u = t * t
-    e = libdevice.fmaf(t, t, -u)
-    return libdevice.expf(-_HALF32 * u) * (_ONE32 - _HALF32 * e) * _PDF_C32
-
-
-def _normal_pdf64(x):
-    ax = abs(x)
-    t = _CUT64 if ax > _CUT64 else ax
-    u = t * t
-    e = libdevice.fma(t, t, -u)
-    return libdevice.exp(-_HALF64 * u) * (_ONE64 - _HALF64 * e) * _PDF_C64
-
-
-_COMPOSED = {"normal_pdf": (_normal_pdf32, _normal_pdf64)}
+_COMPOSED = {"normal_pdf": (
+    _normal_pdf(np.float32, libdevice.fmaf, libdevice.expf, mathlib.PDF_CUTOFF_F32),
+    _normal_pdf(np.float64, libdevice.fma, libdevice.exp, mathlib.PDF_CUTOFF_F64))}
 
 
 def _register(name, f32, f64):
