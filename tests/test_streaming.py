@@ -145,7 +145,7 @@ def test_streamed_kernel_uses_non_temporal_stores(dtype):
                                    "forward_backward", 0, spec.transcendental)
         options = {**JIT_OPTIONS, "cache": False}
         streamed = numba.njit(parallel=True, **options)(
-            cpu_elementwise.streamed_kernel(k.streamed_pyfunc, 2, 2))
+            cpu_elementwise.streamed_kernel(k.streamed_pyfunc, k.pyfunc, 2, 2))
         x = np.ones(N, dtype)
         y, d = np.empty(N + 16, dtype), np.empty(N + 16, dtype)
         y, d = (a[streaming.aligned_head([a]):][:N] for a in (y, d))   # aligned, as required

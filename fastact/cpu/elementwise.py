@@ -14,7 +14,7 @@ from numba import prange
 
 from ..mathlib import always_inline
 from .jit import PARALLEL_MIN, KernelPair, inline_scalar
-from .streaming import BLOCK, aligned_head, store_fence, store_nt, streams
+from .streaming import BLOCK, NT_RUN, aligned_head, store_fence, store_nt, streams
 
 
 @always_inline
@@ -102,23 +102,31 @@ def _uniform(pass_kernel, n_in: int, n_out: int):
     return always_inline(f)
 
 
-def streamed_kernel(pass_kernel, n_in: int, n_out: int):
+def streamed_kernel(pass_kernel, plain_kernel, n_in: int, n_out: int):
     """The pass over blocks of BLOCK elements, its loop (serial inside each
     block) storing with ``streaming.store_nt``: non-temporal vector stores
     in the loop that computes them.  Outputs must start 64-byte aligned (the
     caller runs the plain kernel on the elements before), so every block does.
-    Signature f(i0, i1, o0, o1, p): unused inputs and outputs are empty arrays.
+    The blocks cover a multiple of NT_RUN elements, which the vector loop
+    covers without a scalar remainder: every non-temporal store is a vector
+    store at an aligned address, as ``store_nt`` declares.  The last
+    n % NT_RUN elements go through ``plain_kernel`` (the same pass, plain
+    stores).  Signature f(i0, i1, o0, o1, p): unused inputs and outputs are
+    empty arrays.
     """
     body = _uniform(pass_kernel, n_in, n_out)
+    rest = _uniform(plain_kernel, n_in, n_out)
 
     def streamed(i0, i1, o0, o1, p):
         n = i0.size
-        nblocks = (n + BLOCK - 1) // BLOCK
+        m = n - n % NT_RUN
+        nblocks = (m + BLOCK - 1) // BLOCK
         for b in prange(nblocks):
             lo = b * BLOCK
-            hi = min(lo + BLOCK, n)
+            hi = min(lo + BLOCK, m)
             body(i0[lo:hi], i1[lo:hi], o0[lo:hi], o1[lo:hi], p)
             store_fence()
+        rest(i0[m:], i1[m:], o0[m:], o1[m:], p)
     return streamed
 
 
@@ -127,10 +135,11 @@ class PassKernel:
     and streamed (``streamed_kernel``) for outputs of at least ``STREAM_MIN``
     bytes; compiled on first use."""
 
-    __slots__ = ("_streamed", "n_in", "n_out", "pair", "streamed_pyfunc")
+    __slots__ = ("_streamed", "n_in", "n_out", "pair", "pyfunc", "streamed_pyfunc")
 
     def __init__(self, pyfunc, streamed_pyfunc, n_in: int, n_out: int, interleave: int = 0):
         self.pair = KernelPair(pyfunc, interleave=interleave)
+        self.pyfunc = pyfunc
         self.streamed_pyfunc = streamed_pyfunc
         self.n_in, self.n_out = n_in, n_out
         self._streamed = None
@@ -146,8 +155,8 @@ class PassKernel:
         if head:
             self.pair.serial(*[a[:head] for a in inputs], *[o[:head] for o in outputs], p)
         if self._streamed is None:
-            self._streamed = KernelPair(streamed_kernel(self.streamed_pyfunc, self.n_in,
-                                                        self.n_out),
+            self._streamed = KernelPair(streamed_kernel(self.streamed_pyfunc, self.pyfunc,
+                                                        self.n_in, self.n_out),
                                         interleave=self.pair.interleave_count).parallel
         empty = np.empty(0, outputs[0].dtype)
         i1 = inputs[1][head:] if self.n_in == 2 else empty

@@ -35,6 +35,10 @@ CHUNK_TILES = 32
 # Elements per block of the elementwise streamed kernels (one parallel task, one
 # fence); a multiple of 16, so that blocks of aligned outputs start aligned.
 BLOCK = TILE * CHUNK_TILES
+# The elementwise streamed kernels store non-temporally over a multiple of
+# NT_RUN elements from an aligned start: a multiple of every vector loop trip
+# (at most 16 lanes times 8 interleaved vectors), so no scalar remainder runs.
+NT_RUN = 256
 _LINE = 64
 
 # Output bytes from which kernels stream their outputs (measured on the
@@ -85,11 +89,10 @@ def store_nt(typingctx, a, i, v):
     """a[i] = v with a non-temporal store, declared 64-byte aligned.
 
     Only for loops that the loop vectorizer turns into vector stores starting at
-    64-byte aligned elements: a[0] aligned and the loop running from index 0
-    (``elementwise.streamed_kernel``).  The declared alignment is what lets LLVM
-    vectorize a non-temporal store at all; scalar stores left over at the end
-    of a loop become MOVNTSS/MOVNTSD (SSE4A) or plain stores, which need no
-    alignment.  No bounds check, no negative index."""
+    64-byte aligned elements: a[0] aligned, the loop running from index 0 over a
+    multiple of NT_RUN elements (``elementwise.streamed_kernel``), so that its
+    scalar remainder never runs.  The declared alignment is what lets LLVM
+    vectorize a non-temporal store at all.  No bounds check, no negative index."""
     def codegen(context, builder, sig, args):
         arr = context.make_array(sig.args[0])(context, builder, args[0])
         store = builder.store(args[2], builder.gep(arr.data, [args[1]]), align=_LINE)
