@@ -305,8 +305,15 @@ def normal_pdf(x):
     return type(x)(math.exp(-0.5 * u) * (1.0 - 0.5 * e) / math.sqrt(2.0 * math.pi))
 
 
-MATH_FUNCTIONS = ("exp", "expm1", "log", "log1p", "log1p_unit", "tanh", "erfc", "erfcx",
-                  "normal_pdf")
+def exp_neg_abs(x):
+    """e**(-|x|), in [0, 1]: the exponential of sigmoid, softplus and their kin,
+    cheaper than exp because its argument is never positive."""
+    with np.errstate(all="ignore"):
+        return np.exp(-abs(x))
+
+
+MATH_FUNCTIONS = ("exp", "exp_neg_abs", "expm1", "log", "log1p", "log1p_unit", "tanh", "erfc",
+                  "erfcx", "normal_pdf")
 
 
 def _register_cpu():

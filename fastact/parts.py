@@ -6,7 +6,7 @@ small.  ``helper`` has LLVM inline them into the kernel loop.
 """
 import math
 
-from .mathlib import exp, expm1, helper, lit, log1p_unit
+from .mathlib import exp, exp_neg_abs, expm1, helper, lit, log1p_unit
 
 
 @helper
@@ -15,7 +15,7 @@ def sigmoid_pair(x):
     accuracy down to the underflow threshold: with e = exp(-|x|) in (0, 1] and
     r = 1/(1 + e), they are (r, e r) for x >= 0 and (e r, r) for x < 0."""
     one = lit(x, 1.0)
-    e = exp(-abs(x))
+    e = exp_neg_abs(x)
     r = one / (one + e)
     er = e * r
     if x >= lit(x, 0.0):
@@ -28,7 +28,7 @@ def softplus_pair(x):
     """(softplus x, softplus(-x)) = (log1p(e^x), log1p(e^-x)), stable for every x:
     max(+-x, 0) + log1p(exp(-|x|)), the log1p of an argument in (0, 1]."""
     zero = lit(x, 0.0)
-    l = log1p_unit(exp(-abs(x)))
+    l = log1p_unit(exp_neg_abs(x))
     return (x if x > zero else zero) + l, (-x if x < zero else zero) + l
 
 

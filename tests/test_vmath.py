@@ -12,6 +12,7 @@ inside the bounds:
 
     function    float32   float64
     exp         7.8e-08   2.2e-16
+    exp_neg_abs 8.0e-08   2.2e-16
     expm1       1.1e-07   5.3e-16
     log         7.7e-08   2.2e-16
     log1p       1.3e-07   2.2e-16
@@ -90,12 +91,12 @@ def _erfcx64(v):
     return s / (v * math.sqrt(math.pi))
 
 
-_NP64 = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
+_NP64 = {"exp": np.exp, "exp_neg_abs": lambda v: np.exp(-np.abs(v)), "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
          "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1),
          "erfcx": np.frompyfunc(_erfcx64, 1, 1),
          # (a float32 x squares exactly in float64)
          "normal_pdf": lambda v: np.exp(-0.5 * v * v) / np.sqrt(2 * np.pi)}
-_MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
+_MP = {"exp": mpmath.exp, "exp_neg_abs": lambda v: mpmath.exp(-abs(v)), "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
        "log1p_unit": mpmath.log1p,
        "tanh": mpmath.tanh, "erfc": mpmath.erfc,
        # exp(v*v) erfc(v) loses ~log2(v*v) of the 100 bits (v*v's rounding
@@ -150,6 +151,11 @@ def sample(name, dt, n, rng):
     if name in ("exp", "expm1"):
         parts += [rng.uniform(ln_sub - 3, ln_max + 3, n), rng.uniform(-2, 2, n)]
         edges = [ln_max, ln_tiny, ln_sub, math.log(2) / 2, -math.log(2) / 2]
+    elif name == "exp_neg_abs":
+        parts += [rng.uniform(ln_sub - 3, -ln_sub + 3, 2 * n), rng.uniform(-2, 2, n)]
+        # the denormal range, half the least denormal, the clamp
+        edges = [-ln_tiny, -ln_sub, -ln_sub + math.log(2), 104.0 if f32 else 746.0,
+                 math.log(2) / 2]
     elif name == "log":
         parts = [_logu(rng, e_min, e_max, 2 * n), rng.uniform(0.5, 2.0, n),
                  1 + sgn * _logu(rng, -60, -1, n)]
@@ -250,6 +256,9 @@ SPECIALS = {
     # name: [(input, expected)], symbolic inputs resolved per dtype
     "exp": [(0.0, 1.0), (-0.0, 1.0), ("inf", "inf"), ("-inf", 0.0), ("nan", "nan"),
             ("max", "inf"), ("-max", 0.0), ("sub", 1.0), ("-sub", 1.0), ("tiny", 1.0)],
+    "exp_neg_abs": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", 0.0), ("nan", "nan"),
+                    ("max", 0.0), ("-max", 0.0), ("sub", 1.0), ("-sub", 1.0), ("tiny", 1.0),
+                    (800.0, 0.0), (-800.0, 0.0)],
     "expm1": [(0.0, 0.0), (-0.0, -0.0), ("inf", "inf"), ("-inf", -1.0), ("nan", "nan"),
               ("max", "inf"), ("-max", -1.0), ("sub", "sub"), ("-sub", "-sub"),
               ("tiny", "tiny"), ("-tiny", "-tiny"), (-200.0, -1.0)],
@@ -421,7 +430,7 @@ def test_vectorized(name, dt):
 
 _LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
                "log1p_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
-               "erfcx": math.erfc, "normal_pdf": math.exp}
+               "erfcx": math.erfc, "normal_pdf": math.exp, "exp_neg_abs": math.exp}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -23,6 +23,11 @@ exp, expm1
     as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
     overflow gives inf and the denormal range underflows gradually with one
     rounding.  expm1 = (2**n - 1) + 2**n em.
+exp_neg_abs
+    e**(-|x|) with exp's reduction and polynomial, the clamp and scaling of
+    normal_pdf (below): |x| clamped where the result rounds to 0, n from a
+    shifter FMA, 2**(n + 64) by a shift, 2**-64 folded into the last FMA;
+    NaN propagates through the arithmetic.
 normal_pdf
     e**(-x**2/2) / sqrt(2 pi) as exp's reduction of -u/2, x**2 = u + e exactly
     (fma), e/2 taken into r: full relative accuracy however large x**2 is.
@@ -286,7 +291,10 @@ _EXPM1 = {
 _erfcx_poly = polynomial("erfcx_poly", {np.float32: _ERFCX_F32[1]})
 _erfcx_num = polynomial("erfcx_num", {np.float64: _ERFCX_F64_P})
 _erfcx_den = polynomial("erfcx_den", {np.float64: _ERFCX_F64_Q})
-_atanh_poly = polynomial("atanh_poly", _ATANH)
+# log1p_unit evaluates P(v**2/4) as P4(v**2): P4's coefficients are P's
+# divided by powers of 4, exactly.
+_atanh_poly4 = polynomial("atanh_poly4", {
+    t: tuple(a * 0.25 ** k for k, a in enumerate(cs)) for t, cs in _ATANH.items()})
 _expm1_poly = polynomial("expm1_poly", _EXPM1)
 
 
@@ -346,13 +354,34 @@ def _build(F):
         y = s1 * (s2 * (ONE + em))
         return _sel(x != x, x, y)
 
-    # normal_pdf: beyond PDF_T the density rounds to 0 (float32 e**-105.1,
-    # float64 e**-748.8, against half the least denormal e**-103.3 / e**-745.1);
-    # -PDF_T**2/2 keeps n + bias + 64 >= 1 for _pow2_low_bits.
-    PDF_T = c(mathlib.PDF_CUTOFF_F32 if f32 else mathlib.PDF_CUTOFF_F64)
+    # Exponentials of arguments that are never positive: k = SHIFT + n holds
+    # n = rint(argument log2 e) in its low bits (at SHIFT the float spacing is
+    # 1), and 2**(n + 64) comes from them by a shift (_pow2_low_bits of
+    # k + POW2_BIAS); the clamps of the argument keep n + bias + 64 >= 1.
     _, MBITS, BIAS = _FLOAT_LAYOUT[types.float32 if f32 else types.float64]
     SHIFT = c(1.5 * 2.0 ** MBITS)
-    PDF_BIAS = c(BIAS + 64)
+    POW2_BIAS = c(BIAS + 64)
+    NEG_LOG2E = c(-1.4426950408889634)
+    SCALE_DOWN_C = c(2.0 ** -64)
+
+    # exp_neg_abs: beyond ENA_T the result rounds to 0 (float32 e**-104 and
+    # float64 e**-746, against half the least denormal, e**-103.97 / e**-745.13).
+    ENA_T = c(104.0) if f32 else c(746.0)
+
+    @register_jitable
+    def exp_neg_abs_(x):
+        t = abs(x)
+        t = _sel(t > ENA_T, ENA_T, t)            # (NaN passes, and gives NaN)
+        k = fma(t, NEG_LOG2E, SHIFT)
+        n = k - SHIFT
+        r = fma(n, -LN2_HI, -t)                  # exact (Cody-Waite)
+        r = fma(n, -LN2_LO, r)
+        em = _em_poly(r)
+        return _pow2_low_bits(k + POW2_BIAS) * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
+
+    # normal_pdf: beyond PDF_T the density rounds to 0 (float32 e**-105.1,
+    # float64 e**-748.8, against half the least denormal e**-103.3 / e**-745.1).
+    PDF_T = c(mathlib.PDF_CUTOFF_F32 if f32 else mathlib.PDF_CUTOFF_F64)
     NEG_HALF_LOG2E = c(-0.5 * 1.4426950408889634)
     PDF_C = c(2.0 ** -64 / np.sqrt(2.0 * np.pi))
 
@@ -362,15 +391,13 @@ def _build(F):
         t = _sel(ax > PDF_T, PDF_T, ax)          # (NaN passes, and gives NaN)
         u = t * t
         e = fma(t, t, -u)                        # t**2 = u + e exactly
-        # k = SHIFT + n, n = rint(-u/2 log2 e): at SHIFT the float spacing is 1,
-        # so n lands in k's low bits (2**(n + 64) by a shift, no conversion)
-        k = fma(u, NEG_HALF_LOG2E, SHIFT)
+        k = fma(u, NEG_HALF_LOG2E, SHIFT)        # SHIFT + rint(-u/2 log2 e)
         n = k - SHIFT
         r = fma(u, -HALF, -(n * LN2_HI))         # exact (Cody-Waite)
         r = fma(n, -LN2_LO, r)
         r = fma(e, -HALF, r)
         em = _em_poly(r)
-        return _pow2_low_bits(k + PDF_BIAS) * fma(PDF_C, em, PDF_C)
+        return _pow2_low_bits(k + POW2_BIAS) * fma(PDF_C, em, PDF_C)
 
     @register_jitable
     def exp_minus_square(ax, b):
@@ -457,13 +484,11 @@ def _build(F):
         y = _sel(u < ZERO, NAN, y)
         return _sel(x != x, x, y)
 
-    QUARTER_ = c(0.25)
-
     @register_jitable
     def log1p_unit_(x):
         # 2s = x d, d = 2/(2 + x): x d keeps denormal x exact
         v = x * (TWO / (TWO + x))
-        return v * _atanh_poly(QUARTER_ * (v * v))
+        return v * _atanh_poly4(v * v)
 
     # ---- tanh
     @register_jitable
@@ -592,7 +617,7 @@ def _build(F):
         # (NaN: y is NaN, and x < 0 is false)
         return _sel(x < ZERO, neg, y)
 
-    return dict(exp=exp_, normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+    return dict(exp=exp_, exp_neg_abs=exp_neg_abs_, normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 

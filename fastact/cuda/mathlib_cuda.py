@@ -59,7 +59,14 @@ def _normal_pdf(ty, fma, exp, cutoff):
     return normal_pdf
 
 
-_COMPOSED = {"normal_pdf": (
+def _exp_neg_abs(exp):
+    def exp_neg_abs(x):
+        return exp(-abs(x))
+    return exp_neg_abs
+
+
+_COMPOSED = {"exp_neg_abs": (_exp_neg_abs(libdevice.expf), _exp_neg_abs(libdevice.exp)),
+             "normal_pdf": (
     _normal_pdf(np.float32, libdevice.fmaf, libdevice.expf, mathlib.PDF_CUTOFF_F32),
     _normal_pdf(np.float64, libdevice.fma, libdevice.exp, mathlib.PDF_CUTOFF_F64))}
 
