@@ -251,9 +251,9 @@ def test_argmax(axis, rng):
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 47, 1000, 4099])
 def test_argmax_over_contiguous_rows(n, dtype, rng):
-    """The last-axis kernel (first index of NaN and of the maximum as min-
-    reductions): ties, NaN anywhere (the first NaN wins), +-inf, rows of -inf
-    only; serial and parallel sizes."""
+    """The last-axis kernel (one sweep of per-lane maxima and indices): ties
+    across lanes, chains and the tail, NaN anywhere (the first NaN wins),
+    +-inf, rows of -inf only; serial and parallel sizes."""
     rows = max(8, 40000 // n)
     x = np.round(rng.standard_normal((rows, n)) * 2).astype(dtype)     # many ties
     x[1, :] = -np.inf
@@ -265,26 +265,24 @@ def test_argmax_over_contiguous_rows(n, dtype, rng):
         np.testing.assert_array_equal(fa.argmax(xs), np.argmax(xs, axis=-1))
 
 
-def test_argmax_index_types_agree(rng):
-    """first_argmax counts in int32 below 2**31 elements and in int64 above;
-    the int64 sweep, run here on small rows, finds the same indices."""
+def test_argmax_sweeps_agree(rng):
+    """first_argmax takes one int32-indexed sweep below 2**31 elements and two
+    int64 ones above; the two-sweep path, run here on small rows, finds the
+    same indices."""
     from numba import njit
 
-    from fastact.cpu.reduce import _first_nan_and_max
+    from fastact.cpu.reduce import _argmax_two_sweeps, first_argmax
 
     @njit
-    def both(a, m):
-        return (_first_nan_and_max(a, m, np.int32(a.size)),
-                _first_nan_and_max(a, m, np.int64(a.size)))
+    def both(a):
+        return first_argmax(a), _argmax_two_sweeps(a)
 
-    for n in (1, 17, 1000):
-        a = np.round(rng.standard_normal(n) * 2)
-        for row in (a, np.where(rng.random(n) < 0.1, np.nan, a)):
-            m = np.nanmax(row) if not np.isnan(row).all() else -np.inf
-            i32, i64 = both(row, m)
-            assert i32 == i64
-            nan, top = np.flatnonzero(np.isnan(row)), np.flatnonzero(row == m)
-            assert i64 == (nan[0] if nan.size else n, top[0] if top.size else n)
+    for dtype in FLOATS:
+        for n in (1, 17, 64, 1000, 4099):
+            a = np.round(rng.standard_normal(n) * 2).astype(dtype)
+            for row in (a, np.where(rng.random(n) < 0.1, np.nan, a), np.full(n, -np.inf, dtype)):
+                one, two = both(row)
+                assert one == two == np.argmax(row)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])

@@ -14,8 +14,10 @@ from .jit import REDUCE_FASTMATH, kernel_jit
 _OPTS = dict(fastmath=REDUCE_FASTMATH, error_model="numpy", nogil=True, cache=True)
 
 
-# Vector accumulators of _row_max: independent chains of compare-and-select.
+# Vector accumulators of _row_max and _row_argmax: independent chains of
+# compare-and-select.
 _CHAINS = 4
+_SUFFIX = {4: "f32", 8: "f64"}        # LLVM's name of a float type, by size
 
 
 @intrinsic
@@ -107,6 +109,111 @@ def nonpositive_dot64(x, dy):
     return s
 
 
+@intrinsic
+def _row_argmax(typingctx, a):
+    """Index of the first maximum of a contiguous 1-d float array a (size >= 1,
+    below 2**31), NaN skipped: 0 if every entry is -inf; -1 if a holds a NaN.
+
+    One sweep in LLVM vectors of 64 bytes (_CHAINS accumulators): per lane
+    the largest value so far and its int32 index, replaced only by a strictly
+    larger value (so each lane keeps its first maximum), and an OR of the lanes'
+    NaN tests; then the lanes are merged, ties going to the smaller index, and
+    the tail is scanned.  (In loop form LLVM keeps the index reduction scalar.)
+    """
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+            and a.dtype in (types.float32, types.float64)):
+        return None
+
+    def splat(builder, vty, value):
+        vec = ir.Constant(vty, ir.Undefined)
+        for k in range(vty.count):
+            vec = builder.insert_element(vec, value, ir.Constant(ir.IntType(32), k))
+        return vec
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        fty = context.get_value_type(sig.args[0].dtype)
+        size = context.get_abi_sizeof(fty)
+        width = 64 // size
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        vty, ivty = ir.VectorType(fty, width), ir.VectorType(i32, width)
+        n = arr.nitems
+        ninf = ir.Constant(fty, float("-inf"))
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [ninf] * width))
+                for _ in range(_CHAINS)]
+        idxs = [cgutils.alloca_once_value(builder, splat(builder, ivty, builder.trunc(n, i32)))
+                for _ in range(_CHAINS)]
+        nan_seen = cgutils.alloca_once_value(
+            builder, ir.Constant(ir.VectorType(ir.IntType(1), width), [0] * width))
+        step = ir.Constant(n.type, width * _CHAINS)
+        nblocks = builder.udiv(n, step)
+
+        def sweep(base, c):
+            """Chain c takes the vector at base + c * width."""
+            j = builder.add(base, ir.Constant(n.type, c * width))
+            ptr = builder.bitcast(builder.gep(arr.data, [j]), vty.as_pointer())
+            v = builder.load(ptr, align=size)
+            jv = builder.add(splat(builder, ivty, builder.trunc(base, i32)),
+                             ir.Constant(ivty, [c * width + k for k in range(width)]))
+            acc = builder.load(accs[c])
+            gt = builder.fcmp_ordered(">", v, acc)
+            builder.store(builder.select(gt, v, acc), accs[c])
+            builder.store(builder.select(gt, jv, builder.load(idxs[c])), idxs[c])
+            builder.store(builder.or_(builder.load(nan_seen),
+                                      builder.fcmp_unordered("uno", v, v)), nan_seen)
+
+        with cgutils.for_range(builder, nblocks) as loop:
+            base = builder.mul(loop.index, step)
+            for c in range(_CHAINS):
+                sweep(base, c)
+        # the vectors left over, in chain 0
+        start = builder.mul(nblocks, step)
+        vstep = ir.Constant(n.type, width)
+        nvec = builder.udiv(builder.sub(n, start), vstep)
+        with cgutils.for_range(builder, nvec) as loop:
+            sweep(builder.add(start, builder.mul(loop.index, vstep)), 0)
+        # merge the chains lane by lane, then the lanes: the largest value,
+        # and the smallest index holding it
+        acc, idx = builder.load(accs[0]), builder.load(idxs[0])
+        for c in range(1, _CHAINS):
+            a2, i2 = builder.load(accs[c]), builder.load(idxs[c])
+            take = builder.or_(builder.fcmp_ordered(">", a2, acc), builder.and_(
+                builder.fcmp_ordered("==", a2, acc), builder.icmp_signed("<", i2, idx)))
+            acc, idx = builder.select(take, a2, acc), builder.select(take, i2, idx)
+        mod = builder.module
+        top = builder.call(cgutils.get_or_insert_function(
+            mod, ir.FunctionType(fty, [vty]), f"llvm.vector.reduce.fmax.v{width}{_SUFFIX[size]}"),
+            [acc])
+        at_top = builder.select(builder.fcmp_ordered("==", acc, splat(builder, vty, top)), idx,
+                                splat(builder, ivty, builder.trunc(n, i32)))
+        first = builder.call(cgutils.get_or_insert_function(
+            mod, ir.FunctionType(i32, [ivty]), f"llvm.vector.reduce.smin.v{width}i32"), [at_top])
+        m = cgutils.alloca_once_value(builder, top)
+        best = cgutils.alloca_once_value(builder, builder.sext(first, i64))
+
+        def consider(v, i):
+            old, bi = builder.load(m), builder.load(best)
+            take = builder.fcmp_ordered(">", v, old)
+            builder.store(builder.select(take, v, old), m)
+            builder.store(builder.select(take, i, bi), best)
+
+        nan_bits = builder.bitcast(builder.load(nan_seen), ir.IntType(width))
+        nan = cgutils.alloca_once_value(
+            builder, builder.icmp_unsigned("!=", nan_bits, ir.Constant(ir.IntType(width), 0)))
+        start = builder.add(start, builder.mul(nvec, vstep))
+        with cgutils.for_range(builder, builder.sub(n, start)) as loop:
+            j = builder.add(start, loop.index)
+            v = builder.load(builder.gep(arr.data, [j]))
+            consider(v, j)               # later indices: a tie never replaces
+            builder.store(builder.or_(builder.load(nan), builder.fcmp_unordered("uno", v, v)),
+                          nan)
+        bi = builder.load(best)
+        bi = builder.select(builder.icmp_signed("==", bi, n), ir.Constant(i64, 0), bi)
+        return builder.select(builder.load(nan), ir.Constant(i64, -1), bi)
+
+    return types.int64(a), codegen
+
+
 @register_jitable
 def _first_nan_and_max(a, m, n):
     """(first index of a NaN in a, first index of m in a), n where there is none;
@@ -121,21 +228,28 @@ def _first_nan_and_max(a, m, n):
     return first_nan, first_max
 
 
+@register_jitable
+def _argmax_two_sweeps(a):
+    """first_argmax for rows of any size: the maximum m of the non-NaN values,
+    then the first index of a NaN and of m as two int64 min-reductions."""
+    m = scaled_max(a, a.dtype.type(1.0))
+    first_nan, first_max = _first_nan_and_max(a, m, np.int64(a.size))
+    return np.int64(first_nan if first_nan < a.size else first_max)
+
+
 @kernel_jit(**_OPTS)
 def first_argmax(a):
     """Index of the first maximum of a (size >= 1), NaN counting as the largest
     value (np.argmax, torch.argmax).
 
-    Two vectorized sweeps instead of one loop with a dependent (max, index)
-    pair: the maximum m of the non-NaN values, then the first index of a NaN
-    and the first index of m as two integer min-reductions, in int32 where the
-    size allows (30% faster than int64: twice the lanes per vector).  (A
-    search that stopped at the first hit ran 2.5-3 times slower: its early
-    exit kept the loop scalar.)
+    One vectorized sweep (``_row_argmax``); a row holding a NaN takes a second
+    one for its first NaN.  Rows of 2**31 elements or more, whose indices do
+    not fit the sweep's int32 lanes, take ``_argmax_two_sweeps``.
     """
-    m = scaled_max(a, a.dtype.type(1.0))
-    if a.size < 2 ** 31:
-        first_nan, first_max = _first_nan_and_max(a, m, np.int32(a.size))
-    else:
-        first_nan, first_max = _first_nan_and_max(a, m, np.int64(a.size))
-    return np.int64(first_nan if first_nan < a.size else first_max)
+    if a.size >= 2 ** 31:
+        return _argmax_two_sweeps(a)
+    i = _row_argmax(a)
+    if i >= 0:
+        return i
+    first_nan, _ = _first_nan_and_max(a, a[0], np.int64(a.size))
+    return first_nan
