@@ -6,7 +6,7 @@ small.  ``helper`` has LLVM inline them into the kernel loop.
 """
 import math
 
-from .mathlib import exp, exp_neg_abs, expm1, helper, lit, log1p_unit
+from .mathlib import exp_neg_abs, expm1_neg_abs, helper, lit, log1p_unit
 
 
 @helper
@@ -38,12 +38,12 @@ def tanh_parts(u):
 
     With e = exp(-2|u|) in (0, 1] and q = expm1(-2|u|) = e - 1:
     |t| = -q / (1 + e),  1 - |t| = 2e / (1 + e),  1 - t**2 = (1 - |t|)(1 + |t|).
-    (exp and expm1 of the same argument share their range reduction.)
+    (exp_neg_abs and expm1_neg_abs of the same argument share their range
+    reduction.)
     """
     one, two = lit(u, 1.0), lit(u, 2.0)
-    a = -two * abs(u)
-    e = exp(a)
-    q = expm1(a)
+    e = exp_neg_abs(two * u)
+    q = expm1_neg_abs(two * u)
     t_abs = -q / (one + e)
     omt = two * e / (one + e)
     t = math.copysign(t_abs, u)

@@ -10,17 +10,18 @@ denormal ulps; overflowing results are inf; special values as C99 / NumPy.
 Measured maxima at the time of writing (parallel and serial agree), all well
 inside the bounds:
 
-    function    float32   float64
-    exp         7.8e-08   2.2e-16
-    exp_neg_abs 8.0e-08   2.2e-16
-    expm1       1.1e-07   5.3e-16
-    log         7.7e-08   2.2e-16
-    log1p       1.3e-07   2.2e-16
-    log1p_unit  2.4e-07   4.4e-16   (its domain [0, 1])
-    tanh        1.6e-07   4.8e-16
-    erfc        2.6e-07   3.9e-16
-    erfcx       3.4e-07   8.7e-16
-    normal_pdf  1.2e-07   3.9e-16
+    function        float32   float64
+    exp             7.8e-08   2.2e-16
+    exp_neg_abs     8.0e-08   2.2e-16
+    expm1_neg_abs   8.4e-08   4.2e-16
+    expm1           1.1e-07   5.3e-16
+    log             7.7e-08   2.2e-16
+    log1p           1.3e-07   2.2e-16
+    log1p_unit      2.4e-07   4.4e-16   (its domain [0, 1])
+    tanh            1.6e-07   4.8e-16
+    erfc            2.6e-07   3.9e-16
+    erfcx           3.4e-07   8.7e-16
+    normal_pdf      1.2e-07   3.9e-16
 
 References: float64 NumPy / math for the float32 versions, mpmath (100 bits)
 for the float64 versions.
@@ -91,12 +92,14 @@ def _erfcx64(v):
     return s / (v * math.sqrt(math.pi))
 
 
-_NP64 = {"exp": np.exp, "exp_neg_abs": lambda v: np.exp(-np.abs(v)), "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
+_NP64 = {"exp": np.exp, "exp_neg_abs": lambda v: np.exp(-np.abs(v)),
+         "expm1_neg_abs": lambda v: np.expm1(-np.abs(v)), "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
          "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1),
          "erfcx": np.frompyfunc(_erfcx64, 1, 1),
          # (a float32 x squares exactly in float64)
          "normal_pdf": lambda v: np.exp(-0.5 * v * v) / np.sqrt(2 * np.pi)}
-_MP = {"exp": mpmath.exp, "exp_neg_abs": lambda v: mpmath.exp(-abs(v)), "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
+_MP = {"exp": mpmath.exp, "exp_neg_abs": lambda v: mpmath.exp(-abs(v)),
+       "expm1_neg_abs": lambda v: mpmath.expm1(-abs(v)), "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
        "log1p_unit": mpmath.log1p,
        "tanh": mpmath.tanh, "erfc": mpmath.erfc,
        # exp(v*v) erfc(v) loses ~log2(v*v) of the 100 bits (v*v's rounding
@@ -151,7 +154,7 @@ def sample(name, dt, n, rng):
     if name in ("exp", "expm1"):
         parts += [rng.uniform(ln_sub - 3, ln_max + 3, n), rng.uniform(-2, 2, n)]
         edges = [ln_max, ln_tiny, ln_sub, math.log(2) / 2, -math.log(2) / 2]
-    elif name == "exp_neg_abs":
+    elif name in ("exp_neg_abs", "expm1_neg_abs"):
         parts += [rng.uniform(ln_sub - 3, -ln_sub + 3, 2 * n), rng.uniform(-2, 2, n)]
         # the denormal range, half the least denormal, the clamp
         edges = [-ln_tiny, -ln_sub, -ln_sub + math.log(2), 104.0 if f32 else 746.0,
@@ -259,6 +262,9 @@ SPECIALS = {
     "exp_neg_abs": [(0.0, 1.0), (-0.0, 1.0), ("inf", 0.0), ("-inf", 0.0), ("nan", "nan"),
                     ("max", 0.0), ("-max", 0.0), ("sub", 1.0), ("-sub", 1.0), ("tiny", 1.0),
                     (800.0, 0.0), (-800.0, 0.0)],
+    "expm1_neg_abs": [(0.0, 0.0), (-0.0, 0.0), ("inf", -1.0), ("-inf", -1.0), ("nan", "nan"),
+                      ("max", -1.0), ("-max", -1.0), ("sub", "-sub"), ("-sub", "-sub"),
+                      ("tiny", "-tiny"), ("-tiny", "-tiny"), (800.0, -1.0), (-40.0, -1.0)],
     "expm1": [(0.0, 0.0), (-0.0, -0.0), ("inf", "inf"), ("-inf", -1.0), ("nan", "nan"),
               ("max", "inf"), ("-max", -1.0), ("sub", "sub"), ("-sub", "-sub"),
               ("tiny", "tiny"), ("-tiny", "-tiny"), (-200.0, -1.0)],
@@ -430,7 +436,8 @@ def test_vectorized(name, dt):
 
 _LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
                "log1p_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
-               "erfcx": math.erfc, "normal_pdf": math.exp, "exp_neg_abs": math.exp}
+               "erfcx": math.erfc, "normal_pdf": math.exp, "exp_neg_abs": math.exp,
+               "expm1_neg_abs": math.expm1}
 
 
 @pytest.mark.parametrize("name", NAMES)

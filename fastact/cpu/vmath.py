@@ -23,11 +23,13 @@ exp, expm1
     as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
     overflow gives inf and the denormal range underflows gradually with one
     rounding.  expm1 = (2**n - 1) + 2**n em.
-exp_neg_abs
-    e**(-|x|) with exp's reduction and polynomial, the clamp and scaling of
-    normal_pdf (below): |x| clamped where the result rounds to 0, n from a
-    shifter FMA, 2**(n + 64) by a shift, 2**-64 folded into the last FMA;
-    NaN propagates through the arithmetic.
+exp_neg_abs, expm1_neg_abs
+    e**(-|x|) and e**(-|x|) - 1 with exp's reduction and polynomial, the
+    clamp and scaling of normal_pdf (below): |x| clamped where e**(-|x|)
+    rounds to 0, n from a shifter FMA, 2**(n + 64) by a shift, 2**-64 folded
+    into the last FMA; expm1_neg_abs = (2**n - 1) + 2**n em in one FMA.  The
+    two share every step before that (one reduction where a kernel takes
+    both).  NaN propagates through the arithmetic.
 normal_pdf
     e**(-x**2/2) / sqrt(2 pi) as exp's reduction of -u/2, x**2 = u + e exactly
     (fma), e/2 taken into r: full relative accuracy however large x**2 is.
@@ -369,15 +371,27 @@ def _build(F):
     ENA_T = c(104.0) if f32 else c(746.0)
 
     @register_jitable
-    def exp_neg_abs_(x):
+    def _neg_abs_core(x):
+        """(2**(n + 64), em): e**(-|x|) = 2**(n + 64) 2**-64 (1 + em), the
+        argument clamped at ENA_T."""
         t = abs(x)
         t = _sel(t > ENA_T, ENA_T, t)            # (NaN passes, and gives NaN)
         k = fma(t, NEG_LOG2E, SHIFT)
         n = k - SHIFT
         r = fma(n, -LN2_HI, -t)                  # exact (Cody-Waite)
         r = fma(n, -LN2_LO, r)
-        em = _em_poly(r)
-        return _pow2_low_bits(k + POW2_BIAS) * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
+        return _pow2_low_bits(k + POW2_BIAS), _em_poly(r)
+
+    @register_jitable
+    def exp_neg_abs_(x):
+        p, em = _neg_abs_core(x)
+        return p * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
+
+    @register_jitable
+    def expm1_neg_abs_(x):
+        p, em = _neg_abs_core(x)
+        s = p * SCALE_DOWN_C                     # 2**n exactly (0 below the least denormal)
+        return fma(s, em, s - ONE)               # s - 1 is exact
 
     # normal_pdf: beyond PDF_T the density rounds to 0 (float32 e**-105.1,
     # float64 e**-748.8, against half the least denormal e**-103.3 / e**-745.1).
@@ -617,7 +631,8 @@ def _build(F):
         # (NaN: y is NaN, and x < 0 is false)
         return _sel(x < ZERO, neg, y)
 
-    return dict(exp=exp_, exp_neg_abs=exp_neg_abs_, normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+    return dict(exp=exp_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
+                normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 

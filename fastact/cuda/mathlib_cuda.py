@@ -65,7 +65,15 @@ def _exp_neg_abs(exp):
     return exp_neg_abs
 
 
+def _expm1_neg_abs(expm1, zero):
+    def expm1_neg_abs(x):
+        return expm1(-abs(x)) + zero          # (+0 at x = +-0)
+    return expm1_neg_abs
+
+
 _COMPOSED = {"exp_neg_abs": (_exp_neg_abs(libdevice.expf), _exp_neg_abs(libdevice.exp)),
+             "expm1_neg_abs": (_expm1_neg_abs(libdevice.expm1f, np.float32(0.0)),
+                               _expm1_neg_abs(libdevice.expm1, np.float64(0.0))),
              "normal_pdf": (
     _normal_pdf(np.float32, libdevice.fmaf, libdevice.expf, mathlib.PDF_CUTOFF_F32),
     _normal_pdf(np.float64, libdevice.fma, libdevice.exp, mathlib.PDF_CUTOFF_F64))}
