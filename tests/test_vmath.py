@@ -18,7 +18,7 @@ inside the bounds:
     log             7.7e-08   2.2e-16
     log1p           1.3e-07   2.2e-16
     log1p_unit      2.4e-07   4.4e-16   (its domain [0, 1])
-    tanh            1.6e-07   4.8e-16
+    tanh            1.6e-07   5.3e-16
     erfc            2.6e-07   3.9e-16
     erfcx           3.4e-07   8.7e-16
     normal_pdf      1.2e-07   3.9e-16

@@ -46,7 +46,7 @@ log1p
     log(u) + (x - (u - 1))/u with u = 1 + x (the correction is the first-order
     term of the rounding error of u).
 tanh
-    m = expm1(2|x|), |tanh x| = m/(m + 2), sign copied from x.
+    q = expm1_neg_abs(2x) in (-1, 0], |tanh x| = -q/(2 + q), sign copied from x.
 erfc
     float32: one approximation for every x, erfc|x| = t exp(-x*x + u Q(u)),
     t = 1/(1 + |x|/2), u = 1 - t, Q a degree-9 polynomial; erfc(-x) = 2 - erfc x.
@@ -507,11 +507,8 @@ def _build(F):
     # ---- tanh
     @register_jitable
     def tanh_(x):
-        m = expm1_(TWO * abs(x))
-        t = m / (m + TWO)
-        t = _sel(m == INF, ONE, t)
-        y = _copysign(t, x)
-        return _sel(x != x, x, y)
+        q = expm1_neg_abs_(TWO * x)              # in (-1, 0]: no overflow, no cancellation
+        return _copysign(-q / (TWO + q), x)      # (NaN propagates)
 
     # ---- erfc
     # erfc underflows to 0 beyond this (erfc(10.1) < 2**-150, erfc(27.3) < 2**-1075);
