@@ -1,7 +1,7 @@
 """Row-wise kernels of the softmax family on 2-D C-contiguous (rows, n) arrays.
 
 With v = sign * x (sign = -1 gives softmin), m = max v, e = exp(v - m),
-s = sum e:  softmax p = e / s, log_softmax = (v - m) - log s.
+s = sum e (v - m <= 0, or NaN: exp_neg_abs takes it):  softmax p = e / s, log_softmax = (v - m) - log s.
 Gradients (dy the upstream gradient, chain rule through sign):
   softmax:      dx = sign * p * (dy - sum(dy * p))
   log_softmax:  dx = sign * (dy - p * sum(dy))
@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..mathlib import exp
+from ..mathlib import exp_neg_abs
 from .jit import KernelPair
 from .reduce import dot64, scaled_max, sum64
 
@@ -33,7 +33,7 @@ def _forward(x, y, sign, log_output):
             xr, yr = x[r], y[r]
             m = scaled_max(xr, sign)
             for j in range(n):
-                e[j] = exp(sign * xr[j] - m)
+                e[j] = exp_neg_abs(sign * xr[j] - m)
             s = sum64(e)
             if log_output:
                 ls = x.dtype.type(np.log(s))
@@ -55,7 +55,7 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
             xr, dyr, yr, dxr = x[r], dy[r], y[r], dx[r]
             m = scaled_max(xr, sign)
             for j in range(n):
-                e[j] = exp(sign * xr[j] - m)
+                e[j] = exp_neg_abs(sign * xr[j] - m)
             s = sum64(e)
             inv = x.dtype.type(1.0 / s)
             if log_output:

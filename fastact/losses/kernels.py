@@ -23,7 +23,7 @@ from numba.extending import register_jitable as jitable
 from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar, kernel_jit
 from ..cpu.reduce import dot64, scaled_max, sum64
 from ..cpu.streaming import CHUNK_TILES, store_fence, stream_out
-from ..mathlib import exp, log, tanh
+from ..mathlib import exp, exp_neg_abs, log, tanh
 
 BLOCK = 4096
 # Vector iterations interleaved in the loops of transcendental losses
@@ -156,14 +156,14 @@ def _sparse_row(x, yi, g, tmp, w, w64, weighted, scale, eps, zl, cap, wtot, ign)
             sx = cap * (dot64(tmp, w) if weighted else sum64(tmp))
         xy = cap * np.float64(tmp[yi])
         for j in range(n):
-            g[j] = exp(capt * tmp[j] - m)
+            g[j] = exp(capt * tmp[j] - m)          # (a rounded product may pass m by an ulp)
     else:
         m = scaled_max(x, dt(1.0))
         if eps > 0.0:
             sx = dot64(x, w) if weighted else sum64(x)
         xy = np.float64(x[yi])
         for j in range(n):
-            g[j] = exp(x[j] - m)
+            g[j] = exp_neg_abs(x[j] - m)         # (x - m <= 0, or NaN)
     s = sum64(g)
     lse = np.float64(m) + log(s)
     loss = (1.0 - eps) * wy * (lse - xy) + (eps / n) * (wtot * lse - sx) + zl * lse * lse
@@ -222,7 +222,7 @@ def _dense_row(x, t, g, scale, eps):
     stx = dot64(t, x)
     sx = sum64(x) if eps > 0.0 else 0.0
     for j in range(n):
-        g[j] = exp(x[j] - m)
+        g[j] = exp_neg_abs(x[j] - m)             # (x - m <= 0, or NaN)
     s = sum64(g)
     lse = np.float64(m) + log(s)
     tsum = (1.0 - eps) * st + eps
