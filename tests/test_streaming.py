@@ -48,25 +48,6 @@ def _outputs(result):
     return result if isinstance(result, tuple) else (result,)
 
 
-@numba.njit(cache=False)
-def _stream(dst, start, buf, n):
-    streaming.stream_out(dst, start, buf, n)
-    streaming.store_fence()
-
-
-@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-def test_stream_out_writes_exactly_the_range(dtype):
-    buf = np.arange(1, 301, dtype=dtype)
-    for offset in range(17):              # every alignment of the destination
-        for start in (0, 5):
-            for n in (0, 1, 7, 15, 16, 17, 63, 64, 65, 300):
-                dst = np.full(offset + start + 340, -1.0, dtype)[offset:]
-                _stream(dst, start, buf, n)
-                want = np.full_like(dst, -1.0)
-                want[start:start + n] = buf[:n]
-                np.testing.assert_array_equal(dst, want, err_msg=f"{offset=} {start=} {n=}")
-
-
 @pytest.mark.parametrize("name,dtype", STREAMED, ids=[f"{n}-{d.__name__}" for n, d in STREAMED])
 def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
     spec = fa.REGISTRY[name]
@@ -115,10 +96,18 @@ def test_streamed_output_may_alias_input(stream_all, rng):
 
 @pytest.mark.parametrize("name,dtype", LOSSES, ids=[f"{n}-{d.__name__}" for n, d in LOSSES])
 def test_streamed_loss_gradients_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
+    from fastact.losses import kernels as loss_kernels
     loss = getattr(fa, name)
     p = rng.standard_normal(N).astype(dtype)
     t = np.sign(rng.standard_normal(N)).astype(dtype) if name == "hinge" else \
         rng.standard_normal(N).astype(dtype)
+    flags = []                            # the stream flag of every kernel asked for
+    make = loss_kernels.elementwise_kernel
+
+    def spy(*args, **kw):
+        flags.append(kw.get("stream", args[7] if len(args) > 7 else False))
+        return make(*args, **kw)
+    monkeypatch.setattr(loss_kernels, "elementwise_kernel", spy)
     for reduction in ("mean", "sum", "none"):
         v, g = loss.value_and_grad(p[1:], t[1:], reduction=reduction)
         pv, pg = _plain(monkeypatch, lambda r=reduction: loss.value_and_grad(p[1:], t[1:], reduction=r))
@@ -126,7 +115,15 @@ def test_streamed_loss_gradients_equal_plain_kernels(name, dtype, monkeypatch, s
         np.testing.assert_array_equal(g, pg)
     q = p.copy()                          # the gradient overwrites the prediction
     loss.value_and_grad(q, t, out=q)
-    np.testing.assert_array_equal(q, _plain(monkeypatch, lambda: loss.value_and_grad(p, t))[1])
+    want = _plain(monkeypatch, lambda: loss.value_and_grad(p, t))[1]
+    np.testing.assert_array_equal(q, want)
+    for offset in (0, 1):                 # out= aligned (streamed) and not (plain stores)
+        buf = np.empty(N + 32, dtype)
+        start = streaming.aligned_head([buf]) + offset
+        out = buf[start:start + N]
+        loss.value_and_grad(p, t, out=out)
+        np.testing.assert_array_equal(out, want, err_msg=f"{offset=}")
+    assert True in flags and False in flags, "the streamed and the plain kernel both ran"
 
 
 def _host_is_x86():
@@ -152,6 +149,34 @@ def test_streamed_kernel_uses_non_temporal_stores(dtype):
         streamed(x, x, y, d, ())
         np.testing.assert_array_equal(y, getattr(fa, name)(x))
         asm = "\n".join(streamed.inspect_asm().values())
+        assert re.search(r"\bvmovnt\w+\s+%[yz]mm", asm), f"{name}: no non-temporal vector store"
+        assert "sfence" in asm
+        assert "gather" not in asm, f"{name}: indexed loads (an index not known >= 0)"
+
+
+@pytest.mark.skipif(not _host_is_x86(), reason="checks x86 instructions")
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_streamed_loss_kernel_uses_non_temporal_stores(dtype):
+    """The loss gradient is stored non-temporally in the loop that computes it
+    (memory-bound losses; the template serves transcendental ones too)."""
+    from fastact.losses import kernels as loss_kernels
+    for name in ("mse", "log_cosh"):
+        spec = fa.REGISTRY[name]
+        fd, prm = spec.extra["scalar"]({}, "mean")
+        options = {**JIT_OPTIONS, "cache": False}
+        kern = numba.njit(parallel=True, **options)(loss_kernels.elementwise_template(
+            fd, 0, False, True, "reduce", len(prm), spec.transcendental, stream=True))
+        p = np.linspace(-2, 2, N).astype(dtype)
+        t = np.zeros(N, dtype)
+        buf = np.empty(N + 16, dtype)
+        g = buf[streaming.aligned_head([buf]):][:N]                # aligned, as required
+        nb = (N + loss_kernels.BLOCK - 1) // loss_kernels.BLOCK
+        partial = np.empty(nb)
+        empty = np.empty(0, dtype)
+        kern(p, t, empty, empty, g, empty, partial, dtype(1.0 / N), tuple(dtype(v) for v in prm))
+        _, want = getattr(fa, name).value_and_grad(p, t)
+        np.testing.assert_array_equal(g, want)
+        asm = "\n".join(kern.inspect_asm().values())
         assert re.search(r"\bvmovnt\w+\s+%[yz]mm", asm), f"{name}: no non-temporal vector store"
         assert "sfence" in asm
         assert "gather" not in asm, f"{name}: indexed loads (an index not known >= 0)"

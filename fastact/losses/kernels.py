@@ -7,8 +7,8 @@ go to a block buffer (compute dtype) that a reassociating helper sums in
 float64 (so the sum vectorizes while the elementwise code keeps strict float
 semantics), one partial sum per block.  With reduction "none" the terms are written out
 instead.  Every write is at the index just read, so the gradient may alias
-the prediction.  Large gradients of the losses without transcendental terms
-are written with non-temporal stores (``cpu.streaming``).
+the prediction.  Large gradients are written with non-temporal stores in the
+loop that computes them (``cpu.streaming``).
 
 Row-wise losses (softmax family, nll): rows of a 2-D C-contiguous array, a
 chunk of rows per parallel task; each row is read from memory once, and the
@@ -22,10 +22,15 @@ from numba.extending import register_jitable as jitable
 
 from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar, kernel_jit
 from ..cpu.reduce import dot64, scaled_max, sum64
-from ..cpu.streaming import CHUNK_TILES, store_fence, stream_out
+from ..cpu.elementwise import put, put_nt
+from ..cpu.streaming import NT_RUN, store_fence
 from ..mathlib import exp, exp_neg_abs, log, tanh
 
+# Elements per block (a multiple of NT_RUN: blocks of an aligned gradient start
+# aligned; the loss terms of a block go to a buffer in cache), blocks per
+# parallel task (one store fence per task).
 BLOCK = 4096
+CHUNK_BLOCKS = 32
 # Vector iterations interleaved in the loops of transcendental losses
 # (``KernelPair``); measured on the development machine at 2**22 float32,
 # value_and_grad in ms for 1 / 2 / 4: binary_cross_entropy 5.31 / 4.90 / 4.92,
@@ -67,45 +72,52 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     mode "none": l[i] = term;  mode "skip": no loss.  want_grad: g[i] = grad * scale.
     The flags are compile-time constants (each variant is compiled on first use:
     one variant compiles several times faster than a kernel holding them all).
-    Unused arrays may be empty.  wide: prefer 512-bit vectors.  stream: each
-    block's gradient goes to a buffer in cache that ``stream_out`` writes with
-    non-temporal stores (large gradients; see ``cpu.streaming``).
+    Unused arrays may be empty.  wide: prefer 512-bit vectors.  stream: the
+    gradient is stored non-temporally (``cpu.streaming.store_nt``) over a
+    multiple of NT_RUN elements of each block, the rest of the block with plain
+    stores; g must start 64-byte aligned (every block then does).
     """
     elem = _element(fd, n_aux, weighted, nparams, wide)
     reduce_ = mode == "reduce"
     write_l = mode == "none"
 
+    @always_inline
+    def run(pb, tb, ab, wb, gb, lb, tm, scale, prm, store):
+        # Slices indexed from 0: an index i - lo (or i in range(lo, hi)) may be
+        # negative as far as Numba knows, and the wraparound it adds turns the
+        # vectorized loads and stores into gathers and scatters.
+        for i in range(pb.size):
+            v, d = elem(pb, tb, ab, wb, i, prm)
+            if reduce_:
+                tm[i] = v
+            if write_l:
+                lb[i] = v
+            if want_grad:
+                store(gb, i, d * scale)
+
     def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
         n = p.size
         nb = (n + BLOCK - 1) // BLOCK
-        for c in prange((nb + CHUNK_TILES - 1) // CHUNK_TILES):
-            # constant-size buffers: Numba allocates them once per thread.
-            # Loss terms stay in the compute dtype (a widening store would stop
-            # LLVM from vectorizing the loop); sum64 accumulates them in float64.
+        for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
+            # a constant-size buffer: Numba allocates it once per thread.  Loss
+            # terms stay in the compute dtype (a widening store would stop LLVM
+            # from vectorizing the loop); sum64 accumulates them in float64.
             terms = np.empty(BLOCK if reduce_ else 0, p.dtype)
-            gbuf = np.empty(BLOCK if stream else 0, p.dtype)
-            for b in range(c * CHUNK_TILES, min(nb, (c + 1) * CHUNK_TILES)):
+            for b in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
                 lo = b * BLOCK
                 hi = min(lo + BLOCK, n)
-                # Block slices indexed from 0: an index i - lo (or i in range(lo, hi))
-                # may be negative as far as Numba knows, and the wraparound it adds
-                # turns the vectorized loads and stores into gathers and scatters.
                 # (unused arrays are empty; their slices are empty too)
-                pb, tb, ab, wb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], l[lo:hi]
-                gb = gbuf[:hi - lo] if stream else g[lo:hi]
+                pb, tb, ab, wb, gb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], g[lo:hi], l[lo:hi]
                 tm = terms[:hi - lo]
-                for i in range(hi - lo):
-                    v, d = elem(pb, tb, ab, wb, i, prm)
-                    if reduce_:
-                        tm[i] = v
-                    if write_l:
-                        lb[i] = v
-                    if want_grad:
-                        gb[i] = d * scale
+                if stream:
+                    m = (hi - lo) - (hi - lo) % NT_RUN
+                    run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale, prm,
+                        put_nt)
+                    run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm, put)
+                else:
+                    run(pb, tb, ab, wb, gb, lb, tm, scale, prm, put)
                 if reduce_:
                     partial[b] = sum64(tm)
-                if stream:
-                    stream_out(g, lo, gbuf, hi - lo)
             if stream:
                 store_fence()
     return loss_kernel
