@@ -31,14 +31,10 @@ exp_neg_abs, expm1_neg_abs
     two share every step before that (one reduction where a kernel takes
     both).  NaN propagates through the arithmetic.
 normal_pdf
-    e**(-x**2/2) / sqrt(2 pi) as exp's reduction of -u/2, x**2 = u + e exactly
-    (fma), e/2 taken into r: full relative accuracy however large x**2 is.
-    The argument is never positive and |x| is clamped at the cutoff where the
-    density rounds to 0, so there is no overflow branch and no clamp of n;
-    n = rint(-u/2 log2 e) comes from k = -u/2 log2 e + 1.5 2**52 (one FMA),
-    whose low bits hold n, and 2**(n + 64) from those bits by a shift;
-    1/sqrt(2 pi) is folded into the final FMA.  NaN propagates through the
-    arithmetic.
+    e**(-x**2/2) / sqrt(2 pi) through the same non-positive exponential as
+    exp_neg_abs, of -u/2 - e/2 with x**2 = u + e exactly (fma): full relative
+    accuracy however large x**2 is.  |x| is clamped at the cutoff where the
+    density rounds to 0; 1/sqrt(2 pi) is folded into the final FMA.
 log
     musl/fdlibm: exponent and mantissa split by bit operations (mantissa in
     [sqrt2/2, sqrt2)), s = f/(2+f) and the Lg polynomials.
@@ -371,16 +367,21 @@ def _build(F):
     ENA_T = c(104.0) if f32 else c(746.0)
 
     @register_jitable
-    def _neg_abs_core(x):
-        """(2**(n + 64), em): e**(-|x|) = 2**(n + 64) 2**-64 (1 + em), the
-        argument clamped at ENA_T."""
-        t = abs(x)
-        t = _sel(t > ENA_T, ENA_T, t)            # (NaN passes, and gives NaN)
-        k = fma(t, NEG_LOG2E, SHIFT)
+    def _exp_nonpos(t, a, b):
+        """(2**(n + 64), em): e**(-t + a b) = 2**(n + 64) 2**-64 (1 + em), for t
+        in [0, 748.8] (float32 [0, 105.1]) and |a b| tiny against 1 (a = -0,
+        b = 1: none, and no instruction).  NaN passes."""
+        k = fma(t, NEG_LOG2E, SHIFT)             # SHIFT + rint(-t log2 e)
         n = k - SHIFT
         r = fma(n, -LN2_HI, -t)                  # exact (Cody-Waite)
         r = fma(n, -LN2_LO, r)
-        return _pow2_low_bits(k + POW2_BIAS), _em_poly(r)
+        return _pow2_low_bits(k + POW2_BIAS), _em_poly(fma(a, b, r))
+
+    @register_jitable
+    def _neg_abs_core(x):
+        t = abs(x)
+        t = _sel(t > ENA_T, ENA_T, t)            # (NaN passes, and gives NaN)
+        return _exp_nonpos(t, NEG_ZERO, ONE)
 
     @register_jitable
     def exp_neg_abs_(x):
@@ -396,7 +397,6 @@ def _build(F):
     # normal_pdf: beyond PDF_T the density rounds to 0 (float32 e**-105.1,
     # float64 e**-748.8, against half the least denormal e**-103.3 / e**-745.1).
     PDF_T = c(mathlib.PDF_CUTOFF_F32 if f32 else mathlib.PDF_CUTOFF_F64)
-    NEG_HALF_LOG2E = c(-0.5 * 1.4426950408889634)
     PDF_C = c(2.0 ** -64 / np.sqrt(2.0 * np.pi))
 
     @register_jitable
@@ -405,13 +405,8 @@ def _build(F):
         t = _sel(ax > PDF_T, PDF_T, ax)          # (NaN passes, and gives NaN)
         u = t * t
         e = fma(t, t, -u)                        # t**2 = u + e exactly
-        k = fma(u, NEG_HALF_LOG2E, SHIFT)        # SHIFT + rint(-u/2 log2 e)
-        n = k - SHIFT
-        r = fma(u, -HALF, -(n * LN2_HI))         # exact (Cody-Waite)
-        r = fma(n, -LN2_LO, r)
-        r = fma(e, -HALF, r)
-        em = _em_poly(r)
-        return _pow2_low_bits(k + POW2_BIAS) * fma(PDF_C, em, PDF_C)
+        p, em = _exp_nonpos(u * HALF, e, -HALF)    # -u/2 - e/2 (halving is exact)
+        return p * fma(PDF_C, em, PDF_C)
 
     @register_jitable
     def exp_minus_square(ax, b):

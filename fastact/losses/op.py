@@ -275,10 +275,9 @@ def _loss_shape(call):
 
 
 def _streams(gf):
-    """Whether the flat gradient gf (None: no gradient) is written with
-    non-temporal stores: large, and 64-byte aligned (fastact allocates it so;
-    an ``out=`` may not be)."""
-    return gf is not None and streams(gf.nbytes) and aligned_head([gf]) == 0
+    """Whether the flat gradient gf is written with non-temporal stores: large,
+    and 64-byte aligned (fastact allocates it so; an ``out=`` may not be)."""
+    return streams(gf.nbytes) and aligned_head([gf]) == 0
 
 
 def _run_cpu(spec, call, want_grad, g):
@@ -300,15 +299,14 @@ def _run_cpu(spec, call, want_grad, g):
         # large gradients stream (as the elementwise activations do), except
         # those of transcendental losses (512-bit vectors; log_cosh and
         # sigmoid_focal_loss ran 3-10% slower with non-temporal stores)
-        gf = g.reshape(-1) if want_grad else None
-        stream = not spec.transcendental and _streams(gf)
+        empty = np.empty(0, call.compute)
+        gf = g.reshape(-1) if want_grad else empty
+        stream = want_grad and not spec.transcendental and _streams(gf)
         kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm),
                                           spec.transcendental, stream).get(n)
-        empty = np.empty(0, call.compute)
         nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
         partial = np.empty(nb if mode == "reduce" else 0, np.float64)
         l = np.empty(n, call.compute) if mode == "none" else empty
-        gf = empty if gf is None else gf
         kern(p, t, empty if aux is None else aux.reshape(-1),
              empty if w is None else w.reshape(-1), gf, l, partial, dt(scale),
              tuple(dt(v) for v in prm))
