@@ -20,6 +20,14 @@ _CHAINS = 4
 _SUFFIX = {4: "f32", 8: "f64"}        # LLVM's name of a float type, by size
 
 
+def _splat(builder, vty, value):
+    """The vector of type vty with value in every lane."""
+    vec = ir.Constant(vty, ir.Undefined)
+    for k in range(vty.count):
+        vec = builder.insert_element(vec, value, ir.Constant(ir.IntType(32), k))
+    return vec
+
+
 @intrinsic
 def _row_max(typingctx, a, sign):
     """max_j sign * a[j] over a contiguous 1-d float array, NaN skipped (-inf if
@@ -44,9 +52,7 @@ def _row_max(typingctx, a, sign):
         width = 64 // context.get_abi_sizeof(fty)
         vty = ir.VectorType(fty, width)
         ninf = ir.Constant(fty, float("-inf"))
-        vsign = ir.Constant(vty, ir.Undefined)
-        for k in range(width):
-            vsign = builder.insert_element(vsign, args[1], ir.Constant(ir.IntType(32), k))
+        vsign = _splat(builder, vty, args[1])
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [ninf] * width))
                 for _ in range(_CHAINS)]
         n = arr.nitems
@@ -124,12 +130,6 @@ def _row_argmax(typingctx, a):
             and a.dtype in (types.float32, types.float64)):
         return None
 
-    def splat(builder, vty, value):
-        vec = ir.Constant(vty, ir.Undefined)
-        for k in range(vty.count):
-            vec = builder.insert_element(vec, value, ir.Constant(ir.IntType(32), k))
-        return vec
-
     def codegen(context, builder, sig, args):
         arr = context.make_array(sig.args[0])(context, builder, args[0])
         fty = context.get_value_type(sig.args[0].dtype)
@@ -141,7 +141,7 @@ def _row_argmax(typingctx, a):
         ninf = ir.Constant(fty, float("-inf"))
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [ninf] * width))
                 for _ in range(_CHAINS)]
-        idxs = [cgutils.alloca_once_value(builder, splat(builder, ivty, builder.trunc(n, i32)))
+        idxs = [cgutils.alloca_once_value(builder, _splat(builder, ivty, builder.trunc(n, i32)))
                 for _ in range(_CHAINS)]
         nan_seen = cgutils.alloca_once_value(
             builder, ir.Constant(ir.VectorType(ir.IntType(1), width), [0] * width))
@@ -153,7 +153,7 @@ def _row_argmax(typingctx, a):
             j = builder.add(base, ir.Constant(n.type, c * width))
             ptr = builder.bitcast(builder.gep(arr.data, [j]), vty.as_pointer())
             v = builder.load(ptr, align=size)
-            jv = builder.add(splat(builder, ivty, builder.trunc(base, i32)),
+            jv = builder.add(_splat(builder, ivty, builder.trunc(base, i32)),
                              ir.Constant(ivty, [c * width + k for k in range(width)]))
             acc = builder.load(accs[c])
             gt = builder.fcmp_ordered(">", v, acc)
@@ -184,8 +184,8 @@ def _row_argmax(typingctx, a):
         top = builder.call(cgutils.get_or_insert_function(
             mod, ir.FunctionType(fty, [vty]), f"llvm.vector.reduce.fmax.v{width}{_SUFFIX[size]}"),
             [acc])
-        at_top = builder.select(builder.fcmp_ordered("==", acc, splat(builder, vty, top)), idx,
-                                splat(builder, ivty, builder.trunc(n, i32)))
+        at_top = builder.select(builder.fcmp_ordered("==", acc, _splat(builder, vty, top)), idx,
+                                _splat(builder, ivty, builder.trunc(n, i32)))
         first = builder.call(cgutils.get_or_insert_function(
             mod, ir.FunctionType(i32, [ivty]), f"llvm.vector.reduce.smin.v{width}i32"), [at_top])
         m = cgutils.alloca_once_value(builder, top)
