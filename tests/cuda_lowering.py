@@ -169,6 +169,8 @@ def main(argv):
         if not only or "argmax" in only:
             check(f"argmax {dt.__name__}", argmax._argmax.py_func,
                   (a3, types.Array(types.int64, 2, "C")), f32)
+            check(f"argmax rows {dt.__name__}", argmax._rows_kernel(dt).py_func,
+                  (a2, types.Array(types.int64, 1, "C")), f32)
         # losses
         sc = typeof(dt(1.0))
         for spec in REGISTRY.values():
@@ -204,25 +206,24 @@ def main(argv):
                 flags = [(False, False, False), (True, True, True)]
                 for weighted, smoothing, capped in flags:
                     for write_rows in ((False,) if quick else (False, True)):
-                        k = loss.row_kernel("sparse", dt, True, write_rows, weighted=weighted,
+                        k = loss.row_kernel("sparse", 1024, dt, True, write_rows, weighted=weighted,
                                             smoothing=smoothing, capped=capped)
                         check(f"{spec.name}(w={weighted}, eps={smoothing}, cap={capped}, "
                               f"rows={write_rows}) {dt.__name__}", k.py_func,
                               (a3, i1, a1, a3, a1, a1) + (sc,) * 5 + (i64,), f32)
             elif fam == "dense":
                 for smoothing in (False, True):
-                    k = loss.row_kernel("dense", dt, True, False, smoothing=smoothing)
+                    k = loss.row_kernel("dense", 256, dt, True, False, smoothing=smoothing)
                     check(f"{spec.name}(eps={smoothing}) {dt.__name__}", k.py_func,
                           (a3, a3, a3, a1, a1, sc, sc), f32)
             else:
                 for weighted in (False, True):
-                    k = loss.row_kernel("nll", dt, True, False, weighted=weighted)
+                    k = loss.row_kernel("nll", 256, dt, True, False, weighted=weighted)
                     check(f"{spec.name}(w={weighted}) {dt.__name__}", k.py_func,
                           (a3, i1, a1, a3, a1, a1, sc, i64), f32)
         check(f"loss.finish {dt.__name__}", loss.finish_kernel(dt).py_func, (a1, a1, sc), f32)
         check(f"loss.check_labels {dt.__name__}", loss.check_labels.py_func,
-              (i1, i64, i64, a1, types.boolean, i1, i1, types.Array(types.float64, 1, "C")),
-              False)
+              (i1, i64, i64, a1, types.boolean, types.Array(types.float64, 2, "C")), False)
         check(f"loss.check_unit_range {dt.__name__}", loss.check_unit_range.py_func,
               (a1, i1), f32)
     # generic copies: casts float16 <-> float32, strided gathers/scatters

@@ -334,6 +334,20 @@ def test_maxout_and_argmax_match_cpu():
             got = fa.argmax(cuda.to_device(a), axis=axis, backend="cuda")
             assert core.is_device_array(got) and got.dtype == np.int64
             np.testing.assert_array_equal(host(got), fa.argmax(a, axis=axis, backend="cpu"))
+    # last axis, rows longer than a warp: NaN, ties, -inf and all-NaN rows,
+    # maxima in every lane position (one warp per row)
+    for n in (1, 5, 37, 100):
+        z = rng.standard_normal((11, n))
+        z[1, :] = -np.inf
+        z[2, :] = np.nan
+        z[3, n // 2:] = np.nan
+        z[4, :] = 2.0
+        for r in range(5, 11):
+            z[r, (r * 7) % n] = 9.0
+            z[r, (r * 3) % n] = 9.0
+        for dt in (np.float32, np.float64):
+            got = fa.argmax(cuda.to_device(z.astype(dt)), backend="cuda")
+            np.testing.assert_array_equal(host(got), np.argmax(z.astype(dt), axis=-1))
     # NumPy in/out, out= on the host and on the device, 0-d, empty
     a = x.astype(np.float32)
     r = fa.argmax(a, axis=1, backend="cuda")

@@ -7,8 +7,8 @@ kernels, the device-array handling and the CUDA lowerings of
 
     core         containers, device arrays, dtype casts, launch configuration,
                  output allocation and ``out=`` on the device
-    reduce       block reductions through shared memory (the CUDA simulator
-                 has no warp shuffles, so there is one path for both)
+    reduce       warp reductions (shuffles; the simulator's warp is the block)
+                 and block reductions built on them
     mathlib_cuda ``@overload(mathlib.<name>, target="cuda")`` -> libdevice
     elementwise  grid-stride kernels for every pass of every elementwise op
     <kind>       one lowering module per op kind (see ``LOWERINGS``)

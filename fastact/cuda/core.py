@@ -62,6 +62,17 @@ def max_blocks() -> int:
     return _max_blocks
 
 
+# Rows at least this long get 1024 threads per block: few rows in flight per SM,
+# so a row's second sweep finds it in L2; shorter rows get THREADS, so that
+# several rows share an SM and one row's barriers hide behind another's loads.
+WIDE_ROW = 8192
+
+
+def row_threads(n: int) -> int:
+    """Threads per block of the one-block-per-row kernels, for rows of n elements."""
+    return 1024 if n >= WIDE_ROW and not SIM else THREADS
+
+
 def grid(n: int, threads: int = None) -> tuple[int, int]:
     """(blocks, threads per block) of a grid-stride loop over n items (n > 0)."""
     t = threads or THREADS

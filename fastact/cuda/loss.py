@@ -20,9 +20,8 @@ Kernels, all from the loss package's definitions:
   grid-stride loop calling the loss's scalar ``*_lg(p, t, ...)`` (the same
   function as the CPU template; ``_element`` applies weights and pos_weight),
   writing the gradient times the reduction's scale, and summing the
-  loss terms per thread, then per block through a shared-memory tree (the
-  simulator has no warp shuffles); one small single-block kernel sums the block
-  partials.  rmse: that sum first, then a second grid-stride pass for the
+  loss terms per thread, then per block (``reduce.block_sum``); one small
+  single-block kernel sums the block partials.  rmse: that sum first, then a second grid-stride pass for the
   gradient (``rmse_grad_lg``), as on the CPU.
 * sparse / dense softmax cross-entropy and nll: one block per row (grid-stride
   over rows) of the (outer, C, inner) view of the logits, so no axis is moved on
@@ -49,12 +48,9 @@ from ..losses import op as lop
 from ..losses import scalars as S
 from ..mathlib import exp, lit, log, tanh
 from . import core
-from .reduce import block_softmax_stats, block_sum
+from .reduce import SLOTS, block_max, block_softmax_stats, block_sum, block_sum2
 
 _KERNELS: dict = {}
-# Threads per block of the one-block-per-row kernels: 1024 on a GPU keeps few rows in
-# flight per SM, so a row's second sweep (the gradient) finds it in L2 for wide rows.
-ROW_THREADS = core.THREADS if core.SIM else 1024
 
 
 def _nbtype(dtype):
@@ -101,13 +97,12 @@ def elementwise_template(fd, n_aux, weighted, want_grad, mode, dtype):
     "none": l[i] = term;  "skip": no loss.  want_grad: g[i] = grad * scale.
     """
     elem = _element(fd, n_aux, weighted)
-    nt = core.THREADS
     nbdt = _nbtype(dtype)
     reduce_ = mode == "reduce"
     write_l = mode == "none"
 
     def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
-        sh = cuda.shared.array(nt, nbdt)
+        sh = cuda.shared.array(SLOTS, nbdt)
         start, stride = cuda.grid(1), cuda.gridsize(1)
         acc = lit(scale, 0.0)
         for i in range(start, p.size, stride):
@@ -133,11 +128,10 @@ def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, dtype):
 
 def finish_template(dtype):
     """One block: out[0] = sum(partial) / div."""
-    nt = core.THREADS
     nbdt = _nbtype(dtype)
 
     def finish(partial, out, div):
-        sh = cuda.shared.array(nt, nbdt)
+        sh = cuda.shared.array(SLOTS, nbdt)
         acc = lit(div, 0.0)
         for k in range(cuda.threadIdx.x, partial.size, cuda.blockDim.x):
             acc += partial[k]
@@ -153,7 +147,7 @@ def finish_kernel(dtype):
 
 # ------------------------------------------------------------ row-wise losses
 
-def sparse_template(dtype, want_grad, write_rows, weighted, smoothing, capped):
+def sparse_template(nt, dtype, want_grad, write_rows, weighted, smoothing, capped):
     """One block per row of x (outer, C, inner); labels y (outer * inner,), int64.
 
     Loss per row (``losses.kernels._sparse_row``):
@@ -163,15 +157,14 @@ def sparse_template(dtype, want_grad, write_rows, weighted, smoothing, capped):
       e_c = exp(v_c - m), A = scale ((1 - eps) w[y] + eps wtot / C + 2 zl lse) / s,
       B = scale eps / C, D = scale (1 - eps) w[y].
     """
-    nt = ROW_THREADS
     nbdt = _nbtype(dtype)
 
     def sparse_ce(x, y, w, g, rl, partial, scale, eps, zl, cap, wtot, ign):
         outer, n, inner = x.shape
         rows = outer * inner
-        sm = cuda.shared.array(nt, nbdt)
-        ss = cuda.shared.array(nt, nbdt)
-        st = cuda.shared.array(nt, nbdt)
+        sm = cuda.shared.array(SLOTS, nbdt)
+        ss = cuda.shared.array(SLOTS, nbdt)
+        st = cuda.shared.array(SLOTS, nbdt)
         tid = cuda.threadIdx.x
         zero = lit(scale, 0.0)
         one = lit(scale, 1.0)
@@ -243,20 +236,19 @@ def sparse_template(dtype, want_grad, write_rows, weighted, smoothing, capped):
     return sparse_ce
 
 
-def dense_template(dtype, want_grad, write_rows, smoothing):
+def dense_template(nt, dtype, want_grad, write_rows, smoothing):
     """One block per row; ``losses.kernels._dense_row``:
       loss = lse tsum - ((1 - eps) sum t x + (eps / C) sum x), tsum = (1 - eps) sum t + eps;
       grad = scale (e_c tsum / s - (1 - eps) t_c - eps / C).
     """
-    nt = ROW_THREADS
     nbdt = _nbtype(dtype)
 
     def dense_ce(x, tg, g, rl, partial, scale, eps):
         outer, n, inner = x.shape
         rows = outer * inner
-        sm = cuda.shared.array(nt, nbdt)
-        ss = cuda.shared.array(nt, nbdt)
-        st = cuda.shared.array(nt, nbdt)
+        sm = cuda.shared.array(SLOTS, nbdt)
+        ss = cuda.shared.array(SLOTS, nbdt)
+        st = cuda.shared.array(SLOTS, nbdt)
         tid = cuda.threadIdx.x
         zero = lit(scale, 0.0)
         one = lit(scale, 1.0)
@@ -284,9 +276,7 @@ def dense_template(dtype, want_grad, write_rows, smoothing):
                 else:
                     s += zero if v == ninf else exp(v - m)
             m, s, tsum = block_softmax_stats(sm, ss, st, m, s, tsum, False)
-            stx = block_sum(sm, stx)
-            if smoothing:
-                sx = block_sum(sm, sx)
+            stx, sx = block_sum2(sm, ss, stx, sx)
             if m == -ninf:
                 s = s * (m - m)
             lse = m + log(s)
@@ -308,7 +298,7 @@ def dense_template(dtype, want_grad, write_rows, smoothing):
     return dense_ce
 
 
-def nll_template(dtype, want_grad, write_rows, weighted):
+def nll_template(nt, dtype, want_grad, write_rows, weighted):
     """One block per row: loss -w[y] x_y (0 for ignore_index), gradient -w[y] scale at y."""
     def nll(x, y, w, g, rl, partial, scale, ign):
         outer, n, inner = x.shape
@@ -340,36 +330,34 @@ def nll_template(dtype, want_grad, write_rows, weighted):
     return nll
 
 
-def _check_labels_template():
-    nt = core.THREADS
-
-    def check_labels(y, n_classes, ign, w, weighted, bad, counts, wsums):
-        """bad[0] = min row with a label outside [0, C) that is not ign (unchanged if
-        none); counts / wsums[block] = the block's number of non-ignored rows / sum of
-        w[y] (float64, as the CPU)."""
-        shc = cuda.shared.array(nt, types.int64)
-        shw = cuda.shared.array(nt, types.float64)
-        start, stride = cuda.grid(1), cuda.gridsize(1)
-        c = 0
-        s = 0.0
-        for r in range(start, y.size, stride):
-            v = y[r]
-            if v == ign:
-                continue
-            if v < 0 or v >= n_classes:
-                cuda.atomic.min(bad, 0, r)
-                continue
-            c += 1
-            s += np.float64(w[v]) if weighted else 1.0
-        tc = block_sum(shc, c)
-        tw = block_sum(shw, s)
-        if cuda.threadIdx.x == 0:
-            counts[cuda.blockIdx.x] = tc
-            wsums[cuda.blockIdx.x] = tw
-    return check_labels
-
-
-check_labels = cuda.jit(_check_labels_template())
+@cuda.jit
+def check_labels(y, n_classes, ign, w, weighted, res):
+    """Per block k: res[0, k] = the smallest row with a label outside [0, C) that
+    is not ign (y.size if none), res[1, k] = the number of non-ignored rows,
+    res[2, k] = their sum of w[y] (float64, as the CPU).  One host copy of res
+    answers the whole check."""
+    sb = cuda.shared.array(SLOTS, types.float64)
+    sc = cuda.shared.array(SLOTS, types.float64)
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    bad = np.float64(y.size)
+    c = 0.0
+    s = 0.0
+    for r in range(start, y.size, stride):
+        v = y[r]
+        if v == ign:
+            continue
+        if v < 0 or v >= n_classes:
+            bad = min(bad, np.float64(r))
+            continue
+        c += 1.0
+        s += np.float64(w[v]) if weighted else 1.0
+    bad = -block_max(sb, -bad)
+    c, s = block_sum2(sb, sc, c, s)
+    if cuda.threadIdx.x == 0:
+        k = cuda.blockIdx.x
+        res[0, k] = bad
+        res[1, k] = c
+        res[2, k] = s
 
 
 @cuda.jit
@@ -384,10 +372,12 @@ def check_unit_range(a, out):
             cuda.atomic.min(out, 0, i)
 
 
-def row_kernel(family, dtype, want_grad, write_rows, **flags):
-    key = (family, np.dtype(dtype), want_grad, write_rows, tuple(sorted(flags.items())))
+def row_kernel(family, threads, dtype, want_grad, write_rows, **flags):
+    """The row kernel of ``family`` for blocks of ``threads`` (``core.row_threads``)."""
+    key = (family, threads, np.dtype(dtype), want_grad, write_rows,
+           tuple(sorted(flags.items())))
     make = {"sparse": sparse_template, "dense": dense_template, "nll": nll_template}[family]
-    return _cached(key, lambda: make(dtype, want_grad, write_rows, **flags), ROW_THREADS)
+    return _cached(key, lambda: make(threads, dtype, want_grad, write_rows, **flags), threads)
 
 
 # ------------------------------------------------------------ preparing a call
@@ -531,12 +521,10 @@ def _check_labels(name, y, n_classes, ign, w, weighted, label_shape):
     if rows == 0:
         return 0, 0.0
     blocks, threads = core.grid(rows)
-    bad = cuda.to_device(np.array([rows], np.int64))
-    counts = core.device_empty((blocks,), np.int64)
-    wsums = core.device_empty((blocks,), np.float64)
-    check_labels[blocks, threads](y, np.int64(n_classes), np.int64(ign), w, weighted, bad,
-                                  counts, wsums)
-    b = int(bad.copy_to_host()[0])
+    res = core.device_empty((3, blocks), np.float64)
+    check_labels[blocks, threads](y, np.int64(n_classes), np.int64(ign), w, weighted, res)
+    h = res.copy_to_host()
+    b = int(h[0].min())
     if b < rows:
         v = int(y[b:b + 1].copy_to_host()[0])
         msg = f"{name}: label {v} at row {b}"
@@ -544,7 +532,7 @@ def _check_labels(name, y, n_classes, ign, w, weighted, label_shape):
             idx = np.unravel_index(b, label_shape)
             msg += f" (index {tuple(int(i) for i in idx)})"
         raise ValueError(msg + f" is outside [0, {n_classes}) and is not ignore_index={ign}")
-    return int(counts.copy_to_host().sum()), float(wsums.copy_to_host().sum())
+    return int(h[1].sum()), float(h[2].sum())
 
 
 def _validate_unit_range(name, p, t):
@@ -597,8 +585,10 @@ def _scale(dc):
     return 1.0
 
 
-def _compute(spec, dc, g):
-    """Run the kernels.  g: device gradient buffer (pred's layout) or None.
+def _compute(spec, dc, g, total=None):
+    """Run the kernels.  g: device gradient buffer (pred's layout) or None;
+    total: where a reduced loss goes (device (1,) array of the compute dtype), or
+    None for a new one.
 
     Returns ("total", device (1,) array with the undivided sum), ("per", device
     array of per-sample losses), or ("value", host float64 value) for rmse.
@@ -629,41 +619,43 @@ def _compute(spec, dc, g):
                 tuple(ct(v) for v in prm))
         if mode == "none":
             return "per", per
-        return "total", _finish(partial, n > 0, dc)
+        return "total", _finish(partial, n > 0, dc, total)
     x = dc.pred
     outer, n_classes, inner = x.shape
     rows = outer * inner
     write_rows = red == "none"
     per = core.device_empty((rows,), dc.compute) if write_rows else empty
     blocks = _row_blocks(rows)
+    nt = core.row_threads(n_classes)
     partial = core.device_empty((blocks,), dc.compute)
-    g3 = g.reshape(outer, n_classes, inner) if want_grad else core.device_empty(
-        (0, 0, 0), dc.compute)
+    g3 = (g.reshape(outer, n_classes, inner) if want_grad
+          else core.device_empty((0, 0, 0), dc.compute))
     o = dc.opts
     if rows:
         if dc.family == "sparse":
             cap = o["softcap"]
             eps = o["label_smoothing"]
-            k = row_kernel("sparse", dc.compute, want_grad, write_rows, weighted=dc.weighted,
+            k = row_kernel("sparse", nt, dc.compute, want_grad, write_rows, weighted=dc.weighted,
                            smoothing=eps > 0, capped=cap is not None)
-            k[blocks, ROW_THREADS](x, dc.target, dc.w, g3, per, partial, scale, ct(eps),
-                                    ct(o["z_loss"]), ct(1.0 if cap is None else cap),
-                                    ct(dc.wtot), np.int64(o["ignore_index"]))
+            k[blocks, nt](x, dc.target, dc.w, g3, per, partial, scale, ct(eps),
+                          ct(o["z_loss"]), ct(1.0 if cap is None else cap), ct(dc.wtot),
+                          np.int64(o["ignore_index"]))
         elif dc.family == "dense":
             eps = o["label_smoothing"]
-            k = row_kernel("dense", dc.compute, want_grad, write_rows, smoothing=eps > 0)
-            k[blocks, ROW_THREADS](x, dc.target, g3, per, partial, scale, ct(eps))
+            k = row_kernel("dense", nt, dc.compute, want_grad, write_rows, smoothing=eps > 0)
+            k[blocks, nt](x, dc.target, g3, per, partial, scale, ct(eps))
         else:
-            k = row_kernel("nll", dc.compute, want_grad, write_rows, weighted=dc.weighted)
-            k[blocks, ROW_THREADS](x, dc.target, dc.w, g3, per, partial, scale,
-                                    np.int64(o["ignore_index"]))
+            k = row_kernel("nll", nt, dc.compute, want_grad, write_rows, weighted=dc.weighted)
+            k[blocks, nt](x, dc.target, dc.w, g3, per, partial, scale,
+                          np.int64(o["ignore_index"]))
     if write_rows:
         return "per", per
-    return "total", _finish(partial, rows > 0, dc)
+    return "total", _finish(partial, rows > 0, dc, total)
 
 
-def _finish(partial, ran, dc):
-    """Device (1,) array: sum(partial) / dc.final_div (in the compute dtype).
+def _finish(partial, ran, dc, total=None):
+    """total (device (1,) array, a new one if None) = sum(partial) /
+    dc.final_div in the compute dtype; returns it.
 
     A zero divisor (empty or all-ignored batch with "mean") is divided on the host,
     giving NaN (or +-inf) as on the CPU."""
@@ -671,7 +663,8 @@ def _finish(partial, ran, dc):
     div = float(getattr(dc, "final_div", 1.0))
     # the kernel writes total[0] (0 for no partials): no host-to-device copy,
     # which through numba-cuda costs about 0.2 ms per call
-    total = core.device_empty((1,), compute)
+    if total is None:
+        total = core.device_empty((1,), compute)
     finish_kernel(compute)[1, core.THREADS](
         partial if ran else partial[:0], total, compute.type(div if div != 0 else 1.0))
     if div == 0:
@@ -747,8 +740,15 @@ def _run_device(spec, name, pred, target, opts, out, want_grad):
                              dc.originals)
         outs = prep.outputs([dc.shape], out, name)
         g = outs.arrays[0]
-    kind, res = _compute(spec, dc, g)
-    if kind == "value":
+    # a reduced loss in the compute dtype goes straight into the returned array
+    native = total = None
+    if dc.reduction != "none" and dc.result == dc.compute:
+        native, view = dc.container.empty((), dc.result)
+        total = view.reshape(1)
+    kind, res = _compute(spec, dc, g, total)
+    if kind == "total" and res is total and total is not None:
+        loss = native
+    elif kind == "value":
         loss = _device_scalar(dc, np.array([res], dc.compute))
     elif kind == "per":
         lshape = dc.label_shape if dc.family != "elementwise" else dc.shape

@@ -7,8 +7,7 @@ x is viewed as (outer, C, inner) (C = 1, inner = x.size for a single weight).
   dw[c] = sum of dy x over x <= 0 as a block reduction: the elements of each
   channel are cut in ``nseg`` segments; a block takes a (channel, segment)
   task, its threads accumulate dy x over the segment in the compute dtype,
-  a shared-memory tree (``reduce.block_sum``; the simulator has no warp
-  shuffles) gives the block's partial sum, written to ``partial[task]``; one
+  ``reduce.block_sum`` gives the block's partial sum, written to ``partial[task]``; one
   small finishing kernel (one thread per channel) sums the ``nseg`` partials
   of each channel into dw.  No atomics, so the result is deterministic.
 
@@ -23,7 +22,7 @@ from numba import cuda, types
 from .. import api
 from ..mathlib import lit
 from . import core
-from .reduce import block_sum
+from .reduce import SLOTS, block_sum
 
 _KERNELS: dict = {}
 
@@ -42,7 +41,7 @@ def _backward_template(dtype, write_y):
     nbdt = types.float32 if np.dtype(dtype) == np.float32 else types.float64
 
     def prelu_backward(x, dy, w, y, dx, partial, c, inner, nseg, seglen):
-        sh = cuda.shared.array(nt, nbdt)
+        sh = cuda.shared.array(SLOTS, nbdt)
         tid = cuda.threadIdx.x
         m = x.size // c                      # elements per channel
         for task in range(cuda.blockIdx.x, c * nseg, cuda.gridDim.x):

@@ -3,8 +3,8 @@
 One block per row (grid-stride over rows).  With v = sign * x, the first pass
 over a row keeps per thread an online (max m, sum s of exp(v - m), t) where
 t = sum dy exp(v - m) for softmax's gradient (rescaled with m) or t = sum dy
-for log_softmax's; a shared-memory tree merges the threads' partials; the
-second pass writes y and/or dx in the same kernel:
+for log_softmax's; ``reduce.block_softmax_stats`` merges the threads'
+partials; the second pass writes y and/or dx in the same kernel:
 
   softmax:      p = exp(v - m) / s,   dx = sign * p * (dy - t / s)
   log_softmax:  y = v - (m + log s),  dx = sign * (dy - p * t)
@@ -25,25 +25,26 @@ from numba import cuda, types
 from .. import api
 from ..mathlib import exp, lit, log
 from . import core
-from .reduce import block_softmax_stats
+from .reduce import SLOTS, block_softmax_stats
 
 _KERNELS: dict = {}
 
 
-def make_kernel(dtype, sign_value, log_output, need_dy, write_y, write_dx):
-    key = (np.dtype(dtype), sign_value, log_output, need_dy, write_y, write_dx)
+def make_kernel(dtype, sign_value, log_output, need_dy, write_y, write_dx,
+                threads=core.THREADS):
+    key = (np.dtype(dtype), sign_value, log_output, need_dy, write_y, write_dx, threads)
     k = _KERNELS.get(key)
     if k is not None:
         return k
-    nt = core.THREADS
+    nt = threads
     nbdt = types.float32 if np.dtype(dtype) == np.float32 else types.float64
 
     def rowwise(x, dy, y, dx):
         outer, n, inner = x.shape
         rows = outer * inner
-        sm = cuda.shared.array(nt, nbdt)
-        ss = cuda.shared.array(nt, nbdt)
-        st = cuda.shared.array(nt, nbdt)
+        sm = cuda.shared.array(SLOTS, nbdt)
+        ss = cuda.shared.array(SLOTS, nbdt)
+        st = cuda.shared.array(SLOTS, nbdt)
         tid = cuda.threadIdx.x
         for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
             o = r // inner
@@ -97,7 +98,7 @@ def make_kernel(dtype, sign_value, log_output, need_dy, write_y, write_dx):
                         y[o, j, i] = p
             cuda.syncthreads()
 
-    k = _KERNELS[key] = cuda.jit(rowwise)
+    k = _KERNELS[key] = core.jit(rowwise, nt)
     return k
 
 
@@ -128,9 +129,10 @@ def run(spec, pass_name, inputs, roles, out, axis):
         y, dx = x, res[0]
     else:
         y, dx = res
+    nt = core.row_threads(n)
     k = make_kernel(call.compute, float(spec.extra["sign"]), bool(spec.extra["log"]),
-                    pass_name != "forward", pass_name != "backward", pass_name != "forward")
+                    pass_name != "forward", pass_name != "backward", pass_name != "forward", nt)
     rows = outer * inner
     blocks = min(rows, core.max_blocks() if core.SIM else 2 ** 31 - 1)
-    k[blocks, core.THREADS](x, dy, y, dx)
+    k[blocks, nt](x, dy, y, dx)
     return outs.finish()
