@@ -19,6 +19,7 @@ import numpy as np
 from numba import cuda
 
 import fastact as fa
+from fastact.bench.timing import CudaEventTimer
 from fastact.cuda import core, loss, rowwise
 
 SMALL = os.environ.get("SMALL") == "1"
@@ -34,30 +35,16 @@ except Exception:
 
 
 def timed(f):
+    """Median microseconds of f() between CUDA events on the default stream (PyTorch's
+    default stream is the same legacy stream, so this times its calls too)."""
     f()
     cuda.synchronize()
-    a, b = cuda.event(), cuda.event()
+    timer = CudaEventTimer()
     ts = []
     for _ in range(REPS):
-        a.record()
+        timer.start()
         f()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3)
-    return float(np.median(ts))
-
-
-def ttimed(f):
-    f()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(REPS):
-        a.record()
-        f()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3)
+        ts.append(timer.stop() * 1e6)
     return float(np.median(ts))
 
 
@@ -155,7 +142,7 @@ for R, C in SHAPES:
                             ("torch cross_entropy fwd+bwd", t_ce, 2 * n * 4),
                             ("torch cross_entropy(probs) fwd+bwd", t_dce, 3 * n * 4),
                             ("torch argmax", lambda: torch.argmax(tx, -1), n * 4)):
-            row(name, (R, C), ttimed(f), nb, cp)
+            row(name, (R, C), timed(f), nb, cp)
         # same answers
         lf = fa.sparse_softmax_cross_entropy.value_and_grad(x, y, out=o1)[0]
         print("loss fastact", float(lf.copy_to_host()), "torch", float(t_ce().detach()),
@@ -197,7 +184,7 @@ if HAVE_TORCH:
         lv = torch.nn.functional.mse_loss(tp, tt)
         lv.backward()
         return lv
-    row("torch mse fwd+bwd", (n, 1), ttimed(t_mse), 3 * n * 4, cp)
+    row("torch mse fwd+bwd", (n, 1), timed(t_mse), 3 * n * 4, cp)
 import cProfile
 import pstats
 pr = cProfile.Profile()

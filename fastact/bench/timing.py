@@ -92,7 +92,6 @@ class CudaEventTimer:
 
     def __init__(self):
         from numba import cuda
-        self._cuda = cuda
         self._start, self._end = cuda.event(), cuda.event()
 
     def start(self):
@@ -101,7 +100,7 @@ class CudaEventTimer:
     def stop(self) -> float:
         self._end.record()
         self._end.synchronize()
-        return self._cuda.event_elapsed_time(self._start, self._end) / 1e3
+        return self._start.elapsed_time(self._end) / 1e3
 
 
 # ---------------------------------------------------------------- measure

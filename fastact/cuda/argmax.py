@@ -4,10 +4,10 @@ x is viewed as (outer, n, inner); NaN counts as the maximum and the first
 maximum wins (``axis_ops.beats``, the rule of the CPU kernel and torch.argmax).
 Along the last axis (inner = 1) one warp takes a row: its lanes read the row
 together (coalesced), each keeps the best of its elements, and
-``reduce.warp_argmax`` merges them.  Otherwise one thread per (outer, inner) result
-scans its column, and neighbouring threads read neighbouring addresses.  The
-result is int64 on the device (device mode) or copied back into a NumPy /
-torch CPU int64 array (host mode).
+``reduce.warp_argmax`` merges them.  Otherwise one thread per (outer, inner)
+result scans its column, and neighbouring threads read neighbouring
+addresses.  The result is int64 on the device (device mode) or copied back
+into a NumPy / torch CPU int64 array (host mode).
 """
 import numba
 import numpy as np
@@ -28,6 +28,14 @@ def _argmax(x, out):
         i = t - r * inner
         _, arg = best_of(x, r, i, n)
         out[r, i] = arg
+
+
+@cuda.jit(device=True)
+def _keep(best, arg, v, j):
+    """The running (max, index) after element j, by the rule of ``beats``."""
+    if beats(v, best):
+        return v, j
+    return best, arg
 
 
 _ROWS: dict = {}
@@ -57,24 +65,13 @@ def _rows_kernel(dtype):
                 v1 = x[r, j + WARP]
                 v2 = x[r, j + 2 * WARP]
                 v3 = x[r, j + 3 * WARP]
-                if beats(v0, best):
-                    best = v0
-                    arg = j
-                if beats(v1, best):
-                    best = v1
-                    arg = j + WARP
-                if beats(v2, best):
-                    best = v2
-                    arg = j + 2 * WARP
-                if beats(v3, best):
-                    best = v3
-                    arg = j + 3 * WARP
+                best, arg = _keep(best, arg, v0, j)
+                best, arg = _keep(best, arg, v1, j + WARP)
+                best, arg = _keep(best, arg, v2, j + 2 * WARP)
+                best, arg = _keep(best, arg, v3, j + 3 * WARP)
                 j += 4 * WARP
             while j < n:
-                v = x[r, j]
-                if beats(v, best):
-                    best = v
-                    arg = j
+                best, arg = _keep(best, arg, x[r, j], j)
                 j += WARP
             best, arg = warp_argmax(shv, shi, best, arg)
             if lane == 0:
@@ -87,9 +84,8 @@ def _rows_kernel(dtype):
 def _launch(a, res, outer, n, inner):
     """res (outer, inner) = argmax of a viewed as (outer, n, inner)."""
     if inner == 1:
-        per_block = core.THREADS // WARP
-        blocks = max(1, min(-(-outer // per_block), core.max_blocks()))
-        _rows_kernel(a.dtype)[blocks, core.THREADS](a.reshape(outer, n), res.reshape(outer))
+        blocks, threads = core.grid(outer * WARP)      # a warp per row
+        _rows_kernel(a.dtype)[blocks, threads](a.reshape(outer, n), res.reshape(outer))
         return
     blocks, threads = core.grid(outer * inner)
     _argmax[blocks, threads](a.reshape(outer, n, inner), res.reshape(outer, inner))

@@ -21,8 +21,8 @@ Kernels, all from the loss package's definitions:
   function as the CPU template; ``_element`` applies weights and pos_weight),
   writing the gradient times the reduction's scale, and summing the
   loss terms per thread, then per block (``reduce.block_sum``); one small
-  single-block kernel sums the block partials.  rmse: that sum first, then a second grid-stride pass for the
-  gradient (``rmse_grad_lg``), as on the CPU.
+  single-block kernel sums the block partials.  rmse: that sum first, then a
+  second grid-stride pass for the gradient (``rmse_grad_lg``), as on the CPU.
 * sparse / dense softmax cross-entropy and nll: one block per row (grid-stride
   over rows) of the (outer, C, inner) view of the logits, so no axis is moved on
   the device.  Pass 1: per thread an online (max, sum of exp) in the compute

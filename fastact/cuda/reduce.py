@@ -158,12 +158,10 @@ def block_sum2(sa, sb, a, b):
     a = warp_sum(sa, a)
     b = warp_sum(sb, b)
     if SIM:
-        cuda.syncthreads()
+        cuda.syncthreads()            # lanes may still read sb's exchange slots
     if lane == 0:
-        sa[tid // WARP] = a
-        sb[tid // WARP] = b
-    cuda.syncthreads()
-    have = lane < cuda.blockDim.x // WARP
+        sb[tid // WARP] = b           # before _publish's barrier
+    have = _publish(sa, a)
     a = warp_sum(sa, sa[lane] if have else lit(a, 0.0))
     b = warp_sum(sb, sb[lane] if have else lit(b, 0.0))
     cuda.syncthreads()
