@@ -323,21 +323,37 @@ def test_unavailable_cuda_backend_says_why(monkeypatch):
 # ------------------------------------------------------------ vectorization
 
 def _kernel_asm(name, choice, dtype):
-    """Assembly of the parallel forward_backward kernel, compiled afresh (Numba
+    """Assembly of the kernel that forward_backward runs on large arrays (the
+    streamed one, with the op's interleave for dtype), compiled afresh (Numba
     shows no assembly for kernels loaded from its disk cache)."""
-    import numba
     from fastact.cpu import elementwise as cpu_elementwise
-    from fastact.cpu.jit import JIT_OPTIONS, inline_scalar
+    from fastact.cpu.jit import KernelPair, inline_scalar
     spec = fa.REGISTRY[name]
+    scalars = spec.scalars_for(choice)
     params = default_params(spec)
-    template, which, _, _ = cpu_elementwise.PASSES["forward_backward"]
-    options = {**JIT_OPTIONS, "cache": False}
-    kernel = numba.njit(parallel=True, **options)(
-        template(inline_scalar(getattr(spec.scalars_for(choice), which), len(params),
-                               wide=spec.transcendental)))
-    x = np.linspace(-3, 3, 1 << 10).astype(dtype)
+    template, which, n_in, n_out = cpu_elementwise.PASSES["forward_backward"]
+    scalar = inline_scalar(getattr(scalars, which), len(params), wide=spec.transcendental)
+    streamed = cpu_elementwise.streamed_kernel(template(scalar, cpu_elementwise.put_nt),
+                                               template(scalar), n_in, n_out)
+    kernel = KernelPair(streamed, interleave=spec.interleave_for(scalars, dtype),
+                        cache=False).parallel
+    # fewer elements than one streamed run: only the plain remainder loop runs
+    x = np.linspace(-3, 3, 100).astype(dtype)
     kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))
     return "\n".join(kernel.inspect_asm().values())
+
+
+def _streamed_loop(asm):
+    """The instructions of the loop that holds the first non-temporal store."""
+    lines = asm.splitlines()
+    first = next(k for k, line in enumerate(lines) if "vmovnt" in line)
+    for end in range(first, len(lines)):
+        jump = re.match(r"\s+j\w+\s+(\.\w+)$", lines[end])
+        if jump:
+            starts = [k for k in range(first) if lines[k].startswith(jump.group(1) + ":")]
+            if starts:
+                return lines[starts[-1]:end + 1]
+    raise AssertionError("no loop around the non-temporal stores")
 
 
 TRANSCENDENTAL = [(n, c) for n, c in VARIANTS if fa.REGISTRY[n].transcendental]
@@ -361,6 +377,15 @@ def test_transcendental_kernels_are_vectorized(name, choice, dtype):
         assert len(wide) >= 8, f"{name}: packed arithmetic not on zmm registers"
     calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh)", asm, flags=re.I)
     assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
+    if _host_has_avx512():
+        # The interleave counts (ops.elementwise.INTERLEAVE, dtype_interleave)
+        # must leave the loop in the 32 vector registers.  Spilled vectors go
+        # through the stack, and such loops run 2-3x slower in the processes
+        # whose stack lands at some offsets from the arrays (float64 gelu with
+        # four interleaved vectors: 15 or 40 ms at 2**24 by the process).
+        loop = "\n".join(_streamed_loop(asm))
+        spills = re.findall(r"vmov\w+\s+%[yz]mm\d+, -?\d*\(%rsp\)", loop)
+        assert not spills, f"{name}: {len(spills)} vector spills in the streamed loop"
 
 
 # ------------------------------------------------------------ plain-call path
