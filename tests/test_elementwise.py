@@ -327,16 +327,12 @@ def _kernel_asm(name, choice, dtype):
     streamed one, with the op's interleave for dtype), compiled afresh (Numba
     shows no assembly for kernels loaded from its disk cache)."""
     from fastact.cpu import elementwise as cpu_elementwise
-    from fastact.cpu.jit import KernelPair, inline_scalar
     spec = fa.REGISTRY[name]
     scalars = spec.scalars_for(choice)
     params = default_params(spec)
-    template, which, n_in, n_out = cpu_elementwise.PASSES["forward_backward"]
-    scalar = inline_scalar(getattr(scalars, which), len(params), wide=spec.transcendental)
-    streamed = cpu_elementwise.streamed_kernel(template(scalar, cpu_elementwise.put_nt),
-                                               template(scalar), n_in, n_out)
-    kernel = KernelPair(streamed, interleave=spec.interleave_for(scalars, dtype),
-                        cache=False).parallel
+    kernel = cpu_elementwise.pass_kernel(
+        scalars, "forward_backward", len(params), spec.transcendental,
+        spec.interleave_for(scalars, dtype)).streamed_pair(cache=False).parallel
     # fewer elements than one streamed run: only the plain remainder loop runs
     x = np.linspace(-3, 3, 100).astype(dtype)
     kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))

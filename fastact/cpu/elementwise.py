@@ -144,6 +144,13 @@ class PassKernel:
         self.n_in, self.n_out = n_in, n_out
         self._streamed = None
 
+    def streamed_pair(self, **options) -> KernelPair:
+        """The streamed kernel (``streamed_kernel``) of this pass, with its
+        interleave; options as for ``KernelPair`` (the tests compile it uncached)."""
+        return KernelPair(streamed_kernel(self.streamed_pyfunc, self.pyfunc, self.n_in,
+                                          self.n_out),
+                          interleave=self.pair.interleave_count, **options)
+
     def __call__(self, inputs, outputs, p):
         """Run on flat contiguous arrays (sequences of n_in inputs, n_out outputs)."""
         n = inputs[0].size
@@ -155,9 +162,7 @@ class PassKernel:
         if head:
             self.pair.serial(*[a[:head] for a in inputs], *[o[:head] for o in outputs], p)
         if self._streamed is None:
-            self._streamed = KernelPair(streamed_kernel(self.streamed_pyfunc, self.pyfunc,
-                                                        self.n_in, self.n_out),
-                                        interleave=self.pair.interleave_count).parallel
+            self._streamed = self.streamed_pair().parallel
         empty = np.empty(0, outputs[0].dtype)
         i1 = inputs[1][head:] if self.n_in == 2 else empty
         o1 = outputs[1][head:] if self.n_out == 2 else empty
@@ -174,8 +179,16 @@ def kernel(scalars, pass_name: str, nparams: int, transcendental: bool = False,
     key = (id(scalars), pass_name, transcendental, interleave)
     k = _KERNELS.get(key)
     if k is None:
-        template, which, n_in, n_out = PASSES[pass_name]
-        scalar = inline_scalar(getattr(scalars, which), nparams, wide=transcendental)
-        k = _KERNELS[key] = PassKernel(template(scalar), template(scalar, put_nt),
-                                       n_in, n_out, interleave=interleave)
+        k = _KERNELS[key] = pass_kernel(scalars, pass_name, nparams, transcendental,
+                                        interleave)
     return k
+
+
+def pass_kernel(scalars, pass_name: str, nparams: int, transcendental: bool = False,
+                interleave: int = 0) -> PassKernel:
+    """A new PassKernel of one pass of one Scalars record (``kernel`` keeps one
+    per key)."""
+    template, which, n_in, n_out = PASSES[pass_name]
+    scalar = inline_scalar(getattr(scalars, which), nparams, wide=transcendental)
+    return PassKernel(template(scalar), template(scalar, put_nt), n_in, n_out,
+                      interleave=interleave)
