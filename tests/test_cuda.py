@@ -770,6 +770,39 @@ def test_auto_backend_with_numba_device_array():
     assert core.is_device_array(fa.relu(d))
 
 
+# ------------------------------------------------------------------- launches
+
+@cuda.jit
+def _launch_probe(a1, a2, a3, f32, f64, i64, flag, pair, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        v = (a1[i % a1.size] + a2[i % a2.shape[0], i % a2.shape[1]]
+             + a3[i % a3.shape[0], 0, i % a3.shape[2]] + f32 + f64 + i64 + pair[0] * pair[1])
+        out[i] = v if flag else -v
+
+
+def test_launch_lays_out_arguments_as_numba():
+    """core.launch gives what kernel[blocks, threads](...) gives, for arrays of 1 to
+    3 dimensions (C, Fortran and strided layouts), float32, float64, int64 and
+    bool scalars and a tuple; on a GPU from its second call on by its own
+    argument layout (core._Launcher), which these results check."""
+    rng = np.random.default_rng(11)
+    a1 = cuda.to_device(rng.standard_normal(37))
+    a2 = cuda.to_device(rng.standard_normal((6, 5))).T            # Fortran order
+    a3 = cuda.to_device(rng.standard_normal((4, 3, 9)))[:, ::2, 1::3]   # strided
+    args = (a1, a2, a3, np.float32(0.25), np.float64(-1.5), np.int64(3), False,
+            (np.float64(2.0), np.float64(0.5)))
+    want = cuda.to_device(np.full(128, np.nan))
+    _launch_probe[2, 64](*args, want)
+    for _ in range(3):
+        got = cuda.to_device(np.full(128, np.nan))
+        core.launch(_launch_probe, 2, 64, *args, got)
+        np.testing.assert_array_equal(got.copy_to_host(), want.copy_to_host())
+    if not SIM and core._launcher.ok:
+        key = (_launch_probe, *map(core._arg_key, (*args, got)))
+        assert core._launcher.plans[key], "the short launch path was not taken"
+
+
 # ----------------------------------------------------------------------- out=
 
 def test_out_on_device():

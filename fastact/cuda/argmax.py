@@ -85,10 +85,12 @@ def _launch(a, res, outer, n, inner):
     """res (outer, inner) = argmax of a viewed as (outer, n, inner)."""
     if inner == 1:
         blocks, threads = core.grid(outer * WARP)      # a warp per row
-        _rows_kernel(a.dtype)[blocks, threads](a.reshape(outer, n), res.reshape(outer))
+        core.launch(_rows_kernel(a.dtype), blocks, threads, a.reshape(outer, n),
+                    res.reshape(outer))
         return
     blocks, threads = core.grid(outer * inner)
-    _argmax[blocks, threads](a.reshape(outer, n, inner), res.reshape(outer, inner))
+    core.launch(_argmax, blocks, threads, a.reshape(outer, n, inner),
+                res.reshape(outer, inner))
 
 
 def run(spec, x, out, axis):

@@ -20,6 +20,7 @@ Two modes:
 """
 from __future__ import annotations
 
+import os
 
 import numpy as np
 from numba import cuda
@@ -48,6 +49,131 @@ def jit(fn, threads: int = None):
     if threads is None or SIM:
         return cuda.jit(fn)
     return cuda.jit(fn, launch_bounds=threads)
+
+
+class _Launcher:
+    """``kernel[blocks, threads](*args)`` without numba-cuda's per-call work.
+
+    Through numba-cuda a launch of four arrays and a scalar costs 58-70 us of
+    host time (H200 machine, numba-cuda 0.30.4, cuda.core 1.2): it types every
+    argument, resolves the overload, makes a launch configuration and a stream
+    object (12 us alone), and converts each argument.  Here the overload is
+    found once per kernel and argument kinds (``_arg_key``), the arguments are
+    laid out as numba-cuda lays them out (``_Kernel._prepare_args``: an array
+    is meminfo, parent, size, itemsize, data pointer, shape, strides; a tuple
+    is its members in turn) and go to ``cuda.core.launch`` on a stream object
+    made once: 16 us for the same launch.  The first launch of each kernel and
+    argument kinds goes through numba-cuda (it compiles); an argument kind not
+    laid out here keeps that path.  ``FASTACT_CUDA_LAUNCH=numba`` (read at
+    import) sends every launch through numba-cuda.
+    """
+
+    def __init__(self):
+        self.plans: dict = {}
+        self.stream = self.launch = self.config = None
+        self.ok = not SIM and os.environ.get("FASTACT_CUDA_LAUNCH", "") != "numba"
+
+    def _setup(self):
+        from cuda.core import LaunchConfig, launch
+        from numba.cuda.cudadrv import driver
+        self.stream = driver._to_core_stream(0)     # the default stream, as numba's launches
+        self.launch, self.config = launch, LaunchConfig
+
+    def __call__(self, kernel, blocks, threads, args):
+        if not self.ok:
+            kernel[blocks, threads](*args)
+            return
+        key = (kernel, *map(_arg_key, args))
+        if _PLAIN in key:
+            kernel[blocks, threads](*args)
+            return
+        plan = self.plans.get(key)
+        if plan is None:
+            kernel[blocks, threads](*args)
+            self.plans[key] = self._plan(kernel, args)
+            return
+        if plan is False:
+            kernel[blocks, threads](*args)
+            return
+        overload, packers = plan
+        params = []
+        for pack, v in zip(packers, args):
+            pack(v, params)
+        cfg = self.config(grid=(blocks, 1, 1), block=(threads, 1, 1), shmem_size=0)
+        self.launch(self.stream, cfg, overload._codelibrary.get_cufunc().kernel, *params)
+
+    def _plan(self, kernel, args):
+        """(overload, one packer per argument), or False for the ordinary path."""
+        try:
+            from numba.cuda.typing.typeof import Purpose, typeof
+            argtypes = tuple(typeof(a, Purpose.argument) for a in args)
+            overload = kernel.overloads.get(argtypes)
+            if overload is None or overload.cooperative or overload.debug:
+                return False
+            packers = [_packer(t) for t in argtypes]
+            if self.stream is None:
+                self._setup()
+            return overload, packers
+        except (ImportError, AttributeError, NotImplementedError, TypeError):
+            return False
+
+
+_PLAIN = object()      # an argument the short path does not lay out
+_SCALARS = frozenset((np.float32, np.float64, np.int64, np.int32, np.bool_, int, float, bool))
+
+
+def _arg_key(a):
+    """What selects the overload: a device array's dtype, dimensions and what
+    makes its Numba layout (C, F or A: contiguity, and zero strides, which numba
+    types "A"); a scalar's type.  (Cheaper than the Numba type, which takes
+    ~5 us for each new array.)"""
+    t = type(a)
+    if t is tuple:
+        return tuple(map(_arg_key, a))
+    if getattr(t, "__cuda_ndarray__", False):
+        return (a.dtype, a.ndim, a.is_c_contiguous(), a.is_f_contiguous(),
+                bool(a.size) and 0 in a.strides)
+    return t if t in _SCALARS else _PLAIN
+
+
+def _packer(ty):
+    """A function appending the kernel parameters of one argument of numba
+    type ``ty`` to a list, as numba-cuda's ``_Kernel._prepare_args`` does."""
+    import ctypes
+    from numba.cuda import types
+    if isinstance(ty, types.Array):
+        def array(v, out):
+            n = v.size
+            item = v.dtype.itemsize
+            ptr = v.device_ctypes_pointer.value or 0
+            out += (0, 0, n, item, ptr, *v.shape, *v.strides)
+        return array
+    if isinstance(ty, types.Integer):
+        ctype = getattr(ctypes, f"c_{ty}")
+        return lambda v, out: out.append(ctype(v))
+    if ty in (types.float32, types.float64):
+        ctype = ctypes.c_float if ty == types.float32 else ctypes.c_double
+        return lambda v, out: out.append(ctype(v))
+    if ty == types.boolean:
+        return lambda v, out: out.append(v)
+    if isinstance(ty, types.BaseTuple):
+        members = [_packer(t) for t in ty]
+
+        def tuple_(v, out):
+            for pack, m in zip(members, v):
+                pack(m, out)
+        return tuple_
+    raise NotImplementedError(ty)
+
+
+_launcher = _Launcher()
+
+
+def launch(kernel, blocks: int, threads: int, *args):
+    """Run ``kernel`` on ``blocks`` x ``threads`` threads of the default stream
+    (``kernel[blocks, threads](*args)``; on a GPU by the shorter path of
+    ``_Launcher``)."""
+    _launcher(kernel, blocks, threads, args)
 
 
 def max_blocks() -> int:
@@ -146,20 +272,19 @@ def is_c_contiguous(d) -> bool:
 def _pointer(d) -> int:
     if SIM:
         return d._ary.__array_interface__["data"][0]
-    return d.__cuda_array_interface__["data"][0] if d.size else 0
+    if not d.size:
+        return 0
+    return d.device_ctypes_pointer.value or 0
 
 
 def _layout(d):
-    shape = tuple(d.shape)
-    strides = tuple(d.strides)
-    return _pointer(d), shape, strides, np.dtype(d.dtype)
+    """(pointer, shape, strides, dtype): equal layouts view the same elements."""
+    return _pointer(d), tuple(d.shape), tuple(d.strides), np.dtype(d.dtype)
 
 
-def _span(d):
-    """[lo, hi) byte range touched by d."""
-    p, shape, strides, dt = _layout(d)
-    if d.size == 0:
-        return p, p
+def _span(layout):
+    """[lo, hi) byte range touched by an array of this layout (not empty)."""
+    p, shape, strides, dt = layout
     lo = hi = p
     for n, s in zip(shape, strides):
         if s >= 0:
@@ -169,13 +294,10 @@ def _span(d):
     return lo, hi + dt.itemsize
 
 
-def may_share_memory(a, b) -> bool:
-    (a0, a1), (b0, b1) = _span(a), _span(b)
+def _overlap(la, lb) -> bool:
+    """Whether arrays of layouts la, lb (neither empty) may share memory."""
+    (a0, a1), (b0, b1) = _span(la), _span(lb)
     return a0 < b1 and b0 < a1
-
-
-def same_memory(a, b) -> bool:
-    return _layout(a) == _layout(b)
 
 
 def flat(d):
@@ -237,15 +359,15 @@ def copy_into(src, dst):
             flat(dst).copy_to_device(flat(src))
             return
         b, t = grid(n)
-        _cast_flat[b, t](flat(src), flat(dst))
+        launch(_cast_flat, b, t, flat(src), flat(dst))
         return
     if is_c_contiguous(dst):
         b, t = grid(n)
-        _strided_kernel(src.ndim, True)[b, t](src, flat(dst), _shape_arg(src.shape))
+        launch(_strided_kernel(src.ndim, True), b, t, src, flat(dst), _shape_arg(src.shape))
         return
     tmp = src if is_c_contiguous(src) else to_contiguous(src, src.dtype)
     b, t = grid(n)
-    _strided_kernel(dst.ndim, False)[b, t](dst, flat(tmp), _shape_arg(dst.shape))
+    launch(_strided_kernel(dst.ndim, False), b, t, dst, flat(tmp), _shape_arg(dst.shape))
 
 
 def to_contiguous(d, dtype):
@@ -391,8 +513,10 @@ class DeviceOutputs:
     def __init__(self, shapes, call, out, name, alias_ok=True, dtypes=None):
         self.user, self.arrays, self.casts = [], [], []
         outs = dispatch.split_out(out, len(shapes), name)
-        seen = []
-        inputs = [d for d in list(call.arrays) + list(call.originals) if d is not None]
+        seen = []          # layouts of the out= arrays checked so far
+        inputs = {id(d): d for d in list(call.arrays) + list(call.originals)
+                  if d is not None and d.size}
+        input_layouts = None
         dtypes = dtypes or [None] * len(shapes)
         for k, (shape, o, rdt) in enumerate(zip(shapes, outs, dtypes)):
             shape = tuple(shape)
@@ -419,15 +543,17 @@ class DeviceOutputs:
                 raise TypeError(f"{role} has dtype {np.dtype(d.dtype)}, expected {result}")
             if readonly:
                 raise ValueError(f"{role} is read-only")
-            for b in seen:
-                if d.size and b.size and may_share_memory(d, b):
-                    raise ValueError(f"{name}: the arrays in out= overlap")
-            seen.append(d)
             direct = np.dtype(d.dtype) == compute and is_c_contiguous(d)
-            if direct and d.size:
-                for x in inputs:
-                    if x.size and may_share_memory(d, x) and not (alias_ok and same_memory(d, x)):
-                        direct = False
+            if d.size:
+                lay = _layout(d)
+                if any(_overlap(lay, b) for b in seen):
+                    raise ValueError(f"{name}: the arrays in out= overlap")
+                seen.append(lay)
+                if direct:
+                    if input_layouts is None:
+                        input_layouts = [_layout(x) for x in inputs.values()]
+                    direct = not any(_overlap(lay, xl) and not (alias_ok and lay == xl)
+                                     for xl in input_layouts)
             self.user.append(o)
             if direct:
                 self.arrays.append(d)

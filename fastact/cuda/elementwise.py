@@ -114,7 +114,8 @@ def run(spec, scalars, pass_name, inputs, roles, out, numeric):
     n = call.arrays[0].size
     if n:
         blocks, threads = core.grid(n)
-        kernel(scalars, pass_name)[blocks, threads](
+        core.launch(
+            kernel(scalars, pass_name), blocks, threads,
             *[core.flat(a) for a in call.arrays], *[core.flat(a) for a in outs.arrays],
             call.scalars(numeric))
     return outs.finish()

@@ -104,10 +104,10 @@ def run(spec, scalars, pass_name, inputs, roles, out, axis, numeric):
     blocks, threads = core.grid(outer * k)
     kern = kernel(scalars, int(spec.extra["act"]), pass_name)
     if pass_name == "forward":
-        kern[blocks, threads](x3, outs.arrays[0].reshape(outer, k), p)
+        core.launch(kern, blocks, threads, x3, outs.arrays[0].reshape(outer, k), p)
     else:
         dy2 = call.arrays[1].reshape(outer, k)
         dx3 = outs.arrays[-1].reshape(outer, 2, k)
         y2 = outs.arrays[0].reshape(outer, k) if pass_name == "forward_backward" else dy2
-        kern[blocks, threads](x3, dy2, y2, dx3, p)
+        core.launch(kern, blocks, threads, x3, dy2, y2, dx3, p)
     return outs.finish()

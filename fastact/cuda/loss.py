@@ -323,7 +323,7 @@ def nll_template(nt, dtype, want_grad, write_rows, weighted):
                 if write_rows:
                     rl[r] = loss
             if want_grad:
-                for j in range(tid, n, cuda.blockDim.x):
+                for j in range(tid, n, nt):
                     g[o, j, i] = gy if j == yi else zero
         if not write_rows and tid == 0:
             partial[cuda.blockIdx.x] = acc
@@ -522,7 +522,8 @@ def _check_labels(name, y, n_classes, ign, w, weighted, label_shape):
         return 0, 0.0
     blocks, threads = core.grid(rows)
     res = core.device_empty((3, blocks), np.float64)
-    check_labels[blocks, threads](y, np.int64(n_classes), np.int64(ign), w, weighted, res)
+    core.launch(check_labels, blocks, threads, y, np.int64(n_classes), np.int64(ign), w,
+                weighted, res)
     h = res.copy_to_host()
     b = int(h[0].min())
     if b < rows:
@@ -545,7 +546,7 @@ def _validate_unit_range(name, p, t):
             return
         res = cuda.to_device(np.array([n, 0], np.int64))
         blocks, threads = core.grid(n)
-        check_unit_range[blocks, threads](core.flat(arr), res)
+        core.launch(check_unit_range, blocks, threads, core.flat(arr), res)
         bad, has_nan = (int(v) for v in res.copy_to_host())
         if bad < n and not has_nan:
             v = core.flat(arr)[bad:bad + 1].copy_to_host()[0]
@@ -612,8 +613,9 @@ def _compute(spec, dc, g, total=None):
         blocks, threads = core.grid(max(n, 1))
         partial = core.device_empty((blocks,), dc.compute)
         if n:
-            elementwise_kernel(fd, 0 if aux is None else 1, w is not None, want_grad, mode,
-                               dc.compute)[blocks, threads](
+            core.launch(
+                elementwise_kernel(fd, 0 if aux is None else 1, w is not None, want_grad, mode,
+                                   dc.compute), blocks, threads,
                 p, t, empty if aux is None else core.flat(aux),
                 empty if w is None else core.flat(w), gf, per, partial, scale,
                 tuple(ct(v) for v in prm))
@@ -637,17 +639,17 @@ def _compute(spec, dc, g, total=None):
             eps = o["label_smoothing"]
             k = row_kernel("sparse", nt, dc.compute, want_grad, write_rows, weighted=dc.weighted,
                            smoothing=eps > 0, capped=cap is not None)
-            k[blocks, nt](x, dc.target, dc.w, g3, per, partial, scale, ct(eps),
-                          ct(o["z_loss"]), ct(1.0 if cap is None else cap), ct(dc.wtot),
-                          np.int64(o["ignore_index"]))
+            core.launch(k, blocks, nt, x, dc.target, dc.w, g3, per, partial, scale, ct(eps),
+                        ct(o["z_loss"]), ct(1.0 if cap is None else cap), ct(dc.wtot),
+                        np.int64(o["ignore_index"]))
         elif dc.family == "dense":
             eps = o["label_smoothing"]
             k = row_kernel("dense", nt, dc.compute, want_grad, write_rows, smoothing=eps > 0)
-            k[blocks, nt](x, dc.target, g3, per, partial, scale, ct(eps))
+            core.launch(k, blocks, nt, x, dc.target, g3, per, partial, scale, ct(eps))
         else:
             k = row_kernel("nll", nt, dc.compute, want_grad, write_rows, weighted=dc.weighted)
-            k[blocks, nt](x, dc.target, dc.w, g3, per, partial, scale,
-                          np.int64(o["ignore_index"]))
+            core.launch(k, blocks, nt, x, dc.target, dc.w, g3, per, partial, scale,
+                        np.int64(o["ignore_index"]))
     if write_rows:
         return "per", per
     return "total", _finish(partial, rows > 0, dc, total)
@@ -665,8 +667,8 @@ def _finish(partial, ran, dc, total=None):
     # which through numba-cuda costs about 0.2 ms per call
     if total is None:
         total = core.device_empty((1,), compute)
-    finish_kernel(compute)[1, core.THREADS](
-        partial if ran else partial[:0], total, compute.type(div if div != 0 else 1.0))
+    core.launch(
+        finish_kernel(compute), 1, core.THREADS, partial if ran else partial[:0], total, compute.type(div if div != 0 else 1.0))
     if div == 0:
         with np.errstate(all="ignore"):
             v = total.copy_to_host().astype(np.float64) / np.float64(0.0)
@@ -682,7 +684,8 @@ def _rmse(dc, p, t, gf, want_grad):
     if n:
         blocks, threads = core.grid(n)
         partial = core.device_empty((blocks,), dc.compute)
-        elementwise_kernel(S.mse_lg, 0, False, False, "reduce", dc.compute)[blocks, threads](
+        core.launch(
+            elementwise_kernel(S.mse_lg, 0, False, False, "reduce", dc.compute), blocks, threads,
             p, t, empty, empty, empty, empty, partial, ct(1.0), ())
         ss = float(_finish(partial, True, SimpleNamespace(compute=dc.compute))
                    .copy_to_host()[0])
@@ -691,8 +694,9 @@ def _rmse(dc, p, t, gf, want_grad):
         c = 0.0 if value == 0 else 1.0 / (value * (n if dc.reduction == "mean" else 1.0))
     if want_grad and n:
         blocks, threads = core.grid(n)
-        elementwise_kernel(S.rmse_grad_lg, 0, False, True, "skip", dc.compute)[
-            blocks, threads](p, t, empty, empty, gf, empty, empty, ct(c), ())
+        core.launch(
+            elementwise_kernel(S.rmse_grad_lg, 0, False, True, "skip", dc.compute),
+            blocks, threads, p, t, empty, empty, gf, empty, empty, ct(c), ())
     return "value", value
 
 

@@ -83,10 +83,10 @@ def run(spec, pass_name, inputs, roles, out, pieces, axis):
     x3 = call.arrays[0].reshape(rows, pieces, inner)
     blocks, threads = core.grid(rows * inner)
     if pass_name == "forward":
-        kernel(pass_name)[blocks, threads](x3, outs.arrays[0].reshape(rows, inner))
+        core.launch(kernel(pass_name), blocks, threads, x3, outs.arrays[0].reshape(rows, inner))
     else:
         dy2 = call.arrays[1].reshape(rows, inner)
         dx3 = outs.arrays[-1].reshape(rows, pieces, inner)
         y2 = outs.arrays[0].reshape(rows, inner) if pass_name == "forward_backward" else dy2
-        kernel(pass_name)[blocks, threads](x3, dy2, y2, dx3)
+        core.launch(kernel(pass_name), blocks, threads, x3, dy2, y2, dx3)
     return outs.finish()

@@ -126,13 +126,14 @@ def run(spec, pass_name, inputs, roles, out, axis):
     if pass_name == "forward":
         if n:
             blocks, threads = core.grid(n)
-            _forward[blocks, threads](xf, wf, core.flat(outs.arrays[0]), c, max(1, inner))
+            core.launch(_forward, blocks, threads, xf, wf, core.flat(outs.arrays[0]), c,
+                        max(1, inner))
         return outs.finish()
     dwf = core.flat(outs.arrays[-1])
     if n == 0 or inner == 0:
         if dwf.size:
             b0, t0 = core.grid(dwf.size)
-            _zero[b0, t0](dwf)
+            core.launch(_zero, b0, t0, dwf)
         return outs.finish()
     m = n // c
     nseg, seglen = segments(m, c)
@@ -142,10 +143,10 @@ def run(spec, pass_name, inputs, roles, out, axis):
     yf = core.flat(outs.arrays[0]) if pass_name == "forward_backward" else dxf
     tasks = c * nseg
     blocks = min(tasks, core.max_blocks() if core.SIM else 2 ** 31 - 1)
-    backward_kernel(call.compute, pass_name == "forward_backward")[blocks, core.THREADS](
-        xf, dyf, wf, yf, dxf, partial, c, inner, nseg, seglen)
+    core.launch(backward_kernel(call.compute, pass_name == "forward_backward"), blocks,
+                core.THREADS, xf, dyf, wf, yf, dxf, partial, c, inner, nseg, seglen)
     b2, t2 = core.grid(c)
-    _finish[b2, t2](partial, dwf, nseg)
+    core.launch(_finish, b2, t2, partial, dwf, nseg)
     return outs.finish()
 
 

@@ -134,5 +134,5 @@ def run(spec, pass_name, inputs, roles, out, axis):
                     pass_name != "forward", pass_name != "backward", pass_name != "forward", nt)
     rows = outer * inner
     blocks = min(rows, core.max_blocks() if core.SIM else 2 ** 31 - 1)
-    k[blocks, nt](x, dy, y, dx)
+    core.launch(k, blocks, nt, x, dy, y, dx)
     return outs.finish()
