@@ -803,6 +803,41 @@ def test_launch_lays_out_arguments_as_numba():
         assert core._launcher.plans[key], "the short launch path was not taken"
 
 
+@pytest.mark.skipif(SIM, reason="needs torch CUDA tensors (a real GPU)")
+def test_torch_cuda_tensors_take_the_direct_path(monkeypatch):
+    """Contiguous float32/float64 torch CUDA tensors without out= skip the device
+    arrays (cuda.elementwise._run_torch) once the general path has launched the
+    kernel: same results as the general path (out= given) bit for bit, and as
+    the CPU; a transposed input takes the general path."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    cases = [("relu", "forward_backward", {}), ("gelu", "value_and_derivative", {}),
+             ("softplus", "backward", {"beta": 2.0}), ("sigmoid", "forward", {})]
+    for tdt, dt in ((torch.float32, np.float32), (torch.float64, np.float64)):
+        x = torch.randn(3, 257, dtype=tdt, device="cuda", generator=gen) * 4
+        dy = torch.randn(3, 257, dtype=tdt, device="cuda", generator=gen)
+        for name, pass_name, kw in cases:
+            op = getattr(fa, name)
+            fn = op if pass_name == "forward" else getattr(op, pass_name)
+            args = (x,) if pass_name in ("forward", "value_and_derivative") else (x, dy)
+            fn(*args, **kw)                          # the general path makes the plan
+            with monkeypatch.context() as m:
+                m.setattr(core, "prepare", lambda *a, **k: pytest.fail("general path taken"))
+                got = as_tuple(fn(*args, **kw))
+            outs = tuple(torch.empty_like(x) for _ in got)
+            want = as_tuple(fn(*args, out=outs if len(outs) > 1 else outs[0], **kw))
+            cpu = as_tuple(fn(*[a.cpu().numpy() for a in args], backend="cpu", **kw))
+            for g, w, c in zip(got, want, cpu):
+                assert isinstance(g, torch.Tensor) and g.is_cuda and g.dtype == tdt
+                assert torch.equal(g, w), f"{name}.{pass_name}"
+                assert_close(g.cpu().numpy(), c, dt)
+        xt = x.T
+        assert_close(fa.relu.forward_backward(xt, xt)[1].cpu().numpy(),
+                     fa.relu.forward_backward(xt.cpu().numpy(), xt.cpu().numpy())[1], dt)
+
+
 # ----------------------------------------------------------------------- out=
 
 def test_out_on_device():

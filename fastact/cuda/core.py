@@ -95,6 +95,9 @@ class _Launcher:
         if plan is False:
             kernel[blocks, threads](*args)
             return
+        self.run(plan, blocks, threads, args)
+
+    def run(self, plan, blocks, threads, args):
         overload, packers = plan
         params = []
         for pack, v in zip(packers, args):
@@ -143,6 +146,9 @@ def _packer(ty):
     from numba.cuda import types
     if isinstance(ty, types.Array):
         def array(v, out):
+            if type(v) is RawArray:
+                out += (0, 0, v.size, v.itemsize, v.ptr, v.size, v.itemsize)
+                return
             n = v.size
             item = v.dtype.itemsize
             ptr = v.device_ctypes_pointer.value or 0
@@ -166,6 +172,21 @@ def _packer(ty):
     raise NotImplementedError(ty)
 
 
+class RawArray:
+    """A flat C-contiguous device buffer given by its address, for
+    ``launch_plan``: no device-array object is made."""
+
+    __slots__ = ("ptr", "size", "itemsize")
+
+    def __init__(self, ptr: int, size: int, itemsize: int):
+        self.ptr, self.size, self.itemsize = ptr, size, itemsize
+
+
+def flat_key(dtype):
+    """``_arg_key`` of a flat C-contiguous device array of ``dtype``."""
+    return (np.dtype(dtype), 1, True, True, False)
+
+
 _launcher = _Launcher()
 
 
@@ -174,6 +195,20 @@ def launch(kernel, blocks: int, threads: int, *args):
     (``kernel[blocks, threads](*args)``; on a GPU by the shorter path of
     ``_Launcher``)."""
     _launcher(kernel, blocks, threads, args)
+
+
+def short_plan(kernel, key: tuple):
+    """The short path's plan for ``kernel`` and argument kinds ``key`` (their
+    ``_arg_key``s; ``flat_key`` for a RawArray), once ``launch`` has made it;
+    else None."""
+    if not _launcher.ok:
+        return None
+    return _launcher.plans.get((kernel, *key)) or None
+
+
+def launch_plan(plan, blocks: int, threads: int, *args):
+    """Launch by the short path with a ``short_plan``; flat arrays may be RawArrays."""
+    _launcher.run(plan, blocks, threads, args)
 
 
 def max_blocks() -> int:

@@ -7,6 +7,7 @@ compute dtype.  Each loop reads every input once and writes every output once
 at the same index, so outputs may alias inputs.  No op has a hand-written
 kernel: adding an op to the registry adds its CUDA kernels.
 """
+import numpy as np
 from numba import cuda
 
 from ..cpu.elementwise import PASSES as CPU_PASSES
@@ -84,6 +85,7 @@ if CPU_PASSES["forward"][1] == "value_and_derivative":
 assert {k: v[1:] for k, v in PASSES.items()} == {k: v[1:] for k, v in CPU_PASSES.items()}
 
 _KERNELS: dict = {}
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def kernel(scalars, pass_name: str):
@@ -107,6 +109,10 @@ def run(spec, scalars, pass_name, inputs, roles, out, numeric):
     the device and back, results as on the CPU path.  float16 is computed in
     float32 and returned as float16.
     """
+    if out is None:
+        result = _run_torch(scalars, pass_name, inputs, numeric)
+        if result is not None:
+            return result
     name = f"{spec.name}.{pass_name}"
     _, _, n_in, n_out = PASSES[pass_name]
     call = core.prepare(inputs, roles, name, out=out)
@@ -119,3 +125,39 @@ def run(spec, scalars, pass_name, inputs, roles, out, numeric):
             *[core.flat(a) for a in call.arrays], *[core.flat(a) for a in outs.arrays],
             call.scalars(numeric))
     return outs.finish()
+
+
+def _run_torch(scalars, pass_name, inputs, numeric):
+    """The common call from a PyTorch training loop, without device-array
+    objects: float32/float64 CUDA tensors, C-contiguous, of one shape and
+    dtype, no ``out=``.  The results come from ``torch.empty_like`` and the
+    kernel gets the tensors' addresses (``core.launch_plan``).  Returns None
+    (nothing done) for any other call, and until the general path has launched
+    this kernel once for these argument kinds."""
+    x = inputs[0]
+    if not core._is_torch(x) or not x.is_cuda:
+        return None
+    import torch
+    dtype = (_F32 if x.dtype == torch.float32 else _F64 if x.dtype == torch.float64
+             else None)
+    if dtype is None or not x.is_contiguous():
+        return None
+    n = x.numel()
+    for a in inputs[1:]:
+        if not (core._is_torch(a) and a.dtype == x.dtype and a.device == x.device
+                and a.shape == x.shape and a.is_contiguous()):
+            return None
+    if n == 0:
+        return None
+    _, _, n_in, n_out = PASSES[pass_name]
+    p = tuple(dtype.type(v) for v in numeric)
+    key = (core.flat_key(dtype),) * (n_in + n_out) + (core._arg_key(p),)
+    plan = core.short_plan(kernel(scalars, pass_name), key)
+    if plan is None:
+        return None
+    outs = [torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(n_out)]
+    item = dtype.itemsize
+    arrays = [core.RawArray(a.data_ptr(), n, item) for a in (*inputs, *outs)]
+    core.launch_plan(plan, *core.grid(n), *arrays, p)
+    return outs[0] if n_out == 1 else tuple(outs)
+
