@@ -122,7 +122,7 @@ def dtypes_for(dtype) -> tuple[np.dtype, np.dtype]:
 
 # -------------------------------------------------------------- containers
 
-def _is_torch(x) -> bool:
+def is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
@@ -149,7 +149,7 @@ def to_host_array(x, role: str = "input"):
     """(NumPy array, Container) for a NumPy array, torch CPU tensor or array-like."""
     if isinstance(x, np.ndarray):
         return x, Container()
-    if _is_torch(x):
+    if is_torch(x):
         import torch
         if x.device.type != "cpu":
             raise ValueError(f"{role} is a torch tensor on {x.device}; use backend='cuda'")
@@ -197,7 +197,7 @@ def prepare(inputs, roles, same_shape=True):
 def _out_array(o, role):
     if isinstance(o, np.ndarray):
         return o
-    if _is_torch(o):
+    if is_torch(o):
         if o.device.type != "cpu":
             raise ValueError(f"{role} is a torch tensor on {o.device}")
         return o.detach().numpy()

@@ -799,7 +799,7 @@ def test_launch_lays_out_arguments_as_numba():
         core.launch(_launch_probe, 2, 64, *args, got)
         np.testing.assert_array_equal(got.copy_to_host(), want.copy_to_host())
     if not SIM and core._launcher.ok:
-        key = (_launch_probe, *map(core._arg_key, (*args, got)))
+        key = (_launch_probe, *map(core.arg_key, (*args, got)))
         assert core._launcher.plans[key], "the short launch path was not taken"
 
 

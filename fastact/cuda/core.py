@@ -58,7 +58,7 @@ class _Launcher:
     host time (H200 machine, numba-cuda 0.30.4, cuda.core 1.2): it types every
     argument, resolves the overload, makes a launch configuration and a stream
     object (12 us alone), and converts each argument.  Here the overload is
-    found once per kernel and argument kinds (``_arg_key``), the arguments are
+    found once per kernel and argument kinds (``arg_key``), the arguments are
     laid out as numba-cuda lays them out (``_Kernel._prepare_args``: an array
     is meminfo, parent, size, itemsize, data pointer, shape, strides; a tuple
     is its members in turn) and go to ``cuda.core.launch`` on a stream object
@@ -83,7 +83,7 @@ class _Launcher:
         if not self.ok:
             kernel[blocks, threads](*args)
             return
-        key = (kernel, *map(_arg_key, args))
+        key = (kernel, *map(arg_key, args))
         if _PLAIN in key:
             kernel[blocks, threads](*args)
             return
@@ -125,14 +125,14 @@ _PLAIN = object()      # an argument the short path does not lay out
 _SCALARS = frozenset((np.float32, np.float64, np.int64, np.int32, np.bool_, int, float, bool))
 
 
-def _arg_key(a):
+def arg_key(a):
     """What selects the overload: a device array's dtype, dimensions and what
     makes its Numba layout (C, F or A: contiguity, and zero strides, which numba
     types "A"); a scalar's type.  (Cheaper than the Numba type, which takes
     ~5 us for each new array.)"""
     t = type(a)
     if t is tuple:
-        return tuple(map(_arg_key, a))
+        return tuple(map(arg_key, a))
     if getattr(t, "__cuda_ndarray__", False):
         return (a.dtype, a.ndim, a.is_c_contiguous(), a.is_f_contiguous(),
                 bool(a.size) and 0 in a.strides)
@@ -183,7 +183,7 @@ class RawArray:
 
 
 def flat_key(dtype):
-    """``_arg_key`` of a flat C-contiguous device array of ``dtype``."""
+    """``arg_key`` of a flat C-contiguous device array of ``dtype``."""
     return (np.dtype(dtype), 1, True, True, False)
 
 
@@ -199,7 +199,7 @@ def launch(kernel, blocks: int, threads: int, *args):
 
 def short_plan(kernel, key: tuple):
     """The short path's plan for ``kernel`` and argument kinds ``key`` (their
-    ``_arg_key``s; ``flat_key`` for a RawArray), once ``launch`` has made it;
+    ``arg_key``s; ``flat_key`` for a RawArray), once ``launch`` has made it;
     else None."""
     if not _launcher.ok:
         return None
@@ -254,14 +254,10 @@ def is_device_array(x) -> bool:
         return True   # it has the attribute, but refuses this dtype: as_device reports
 
 
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
 def _kind_of(x) -> str:
     if getattr(type(x), "__cuda_ndarray__", False):
         return "numba"
-    if _is_torch(x):
+    if dispatch.is_torch(x):
         return "torch"
     if type(x).__module__.split(".")[0] == "cupy":
         return "cupy"

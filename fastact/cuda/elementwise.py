@@ -10,6 +10,7 @@ kernel: adding an op to the registry adds its CUDA kernels.
 import numpy as np
 from numba import cuda
 
+from .. import dispatch
 from ..cpu.elementwise import PASSES as CPU_PASSES
 from . import core
 
@@ -135,7 +136,7 @@ def _run_torch(scalars, pass_name, inputs, numeric):
     (nothing done) for any other call, and until the general path has launched
     this kernel once for these argument kinds."""
     x = inputs[0]
-    if not core._is_torch(x) or not x.is_cuda:
+    if not dispatch.is_torch(x) or not x.is_cuda:
         return None
     import torch
     dtype = (_F32 if x.dtype == torch.float32 else _F64 if x.dtype == torch.float64
@@ -144,14 +145,14 @@ def _run_torch(scalars, pass_name, inputs, numeric):
         return None
     n = x.numel()
     for a in inputs[1:]:
-        if not (core._is_torch(a) and a.dtype == x.dtype and a.device == x.device
+        if not (dispatch.is_torch(a) and a.dtype == x.dtype and a.device == x.device
                 and a.shape == x.shape and a.is_contiguous()):
             return None
     if n == 0:
         return None
     _, _, n_in, n_out = PASSES[pass_name]
     p = tuple(dtype.type(v) for v in numeric)
-    key = (core.flat_key(dtype),) * (n_in + n_out) + (core._arg_key(p),)
+    key = (core.flat_key(dtype),) * (n_in + n_out) + (core.arg_key(p),)
     plan = core.short_plan(kernel(scalars, pass_name), key)
     if plan is None:
         return None
@@ -160,4 +161,3 @@ def _run_torch(scalars, pass_name, inputs, numeric):
     arrays = [core.RawArray(a.data_ptr(), n, item) for a in (*inputs, *outs)]
     core.launch_plan(plan, *core.grid(n), *arrays, p)
     return outs[0] if n_out == 1 else tuple(outs)
-
