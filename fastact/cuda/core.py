@@ -66,12 +66,20 @@ class _Launcher:
     argument kinds goes through numba-cuda (it compiles); an argument kind not
     laid out here keeps that path.  ``FASTACT_CUDA_LAUNCH=numba`` (read at
     import) sends every launch through numba-cuda.
+
+    The layout is numba-cuda's internal calling convention, checked on a GPU
+    by tests/test_cuda.py::test_launch_lays_out_arguments_as_numba for the
+    releases in ``SHORT_LAUNCH_RELEASES``; with any other numba-cuda every
+    launch goes through numba-cuda.
     """
+
+    SHORT_LAUNCH_RELEASES = ("0.30.",)
 
     def __init__(self):
         self.plans: dict = {}
         self.stream = self.launch = self.config = None
-        self.ok = not SIM and os.environ.get("FASTACT_CUDA_LAUNCH", "") != "numba"
+        self.ok = (not SIM and os.environ.get("FASTACT_CUDA_LAUNCH", "") != "numba"
+                   and _numba_cuda_version().startswith(self.SHORT_LAUNCH_RELEASES))
 
     def _setup(self):
         from cuda.core import LaunchConfig, launch
@@ -114,11 +122,20 @@ class _Launcher:
             if overload is None or overload.cooperative or overload.debug:
                 return False
             packers = [_packer(t) for t in argtypes]
+            overload._codelibrary.get_cufunc().kernel     # what run() launches
             if self.stream is None:
                 self._setup()
             return overload, packers
         except (ImportError, AttributeError, NotImplementedError, TypeError):
             return False
+
+
+def _numba_cuda_version() -> str:
+    try:
+        import numba_cuda
+        return numba_cuda.__version__
+    except (ImportError, AttributeError):
+        return ""
 
 
 _PLAIN = object()      # an argument the short path does not lay out
