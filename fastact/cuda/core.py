@@ -166,10 +166,7 @@ def _packer(ty):
             if type(v) is RawArray:
                 out += (0, 0, v.size, v.itemsize, v.ptr, v.size, v.itemsize)
                 return
-            n = v.size
-            item = v.dtype.itemsize
-            ptr = v.device_ctypes_pointer.value or 0
-            out += (0, 0, n, item, ptr, *v.shape, *v.strides)
+            out += (0, 0, v.size, v.dtype.itemsize, _pointer(v), *v.shape, *v.strides)
         return array
     if isinstance(ty, types.Integer):
         ctype = getattr(ctypes, f"c_{ty}")

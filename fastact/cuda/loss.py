@@ -667,8 +667,8 @@ def _finish(partial, ran, dc, total=None):
     # which through numba-cuda costs about 0.2 ms per call
     if total is None:
         total = core.device_empty((1,), compute)
-    core.launch(
-        finish_kernel(compute), 1, core.THREADS, partial if ran else partial[:0], total, compute.type(div if div != 0 else 1.0))
+    core.launch(finish_kernel(compute), 1, core.THREADS, partial if ran else partial[:0],
+                total, compute.type(div if div != 0 else 1.0))
     if div == 0:
         with np.errstate(all="ignore"):
             v = total.copy_to_host().astype(np.float64) / np.float64(0.0)
