@@ -31,9 +31,12 @@ N = 3 * streaming.BLOCK + 1037        # several blocks, a partial one
 assert N >= PARALLEL_MIN
 
 
-@pytest.fixture
-def stream_all(monkeypatch):
+@pytest.fixture(params=[False, True], ids=["in-loop", "tiled"])
+def stream_all(request, monkeypatch):
+    """Streaming from any size, in each of the two ways (``streaming.TILED``)."""
     monkeypatch.setattr(streaming, "STREAM_MIN", 0)
+    monkeypatch.setattr(streaming, "TILED", request.param)
+    return request.param
 
 
 def _plain(monkeypatch, fn):
@@ -79,7 +82,7 @@ def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_al
     k = cpu_elementwise.kernel(spec.scalars_for(choice), "value_and_derivative",
                                len(default_params(spec)), spec.transcendental,
                                spec.interleave_for(spec.scalars_for(choice), np.dtype(dtype)))
-    assert k._streamed is not None, "the streamed kernel never ran"
+    assert stream_all in k._streamed, "the streamed kernel never ran"
 
 
 def test_streamed_output_may_alias_input(stream_all, rng):
@@ -133,16 +136,19 @@ def _host_is_x86():
 
 @pytest.mark.skipif(not _host_is_x86(), reason="checks x86 instructions")
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-def test_streamed_kernel_uses_non_temporal_stores(dtype):
-    """Vector non-temporal stores in the loop that computes the values, for a
-    memory-bound op and for a transcendental one (512-bit vectors)."""
+@pytest.mark.parametrize("tiled", [False, True], ids=["in-loop", "tiled"])
+def test_streamed_kernel_uses_non_temporal_stores(dtype, tiled):
+    """Vector non-temporal stores in the loop that computes the values, or in
+    the loop that copies each tile out, for a memory-bound op and for a
+    transcendental one (512-bit vectors)."""
     for name in ("relu", "gelu"):
         spec = fa.REGISTRY[name]
         k = cpu_elementwise.kernel(spec.scalars_for(next(iter(spec.scalars))),
                                    "forward_backward", 0, spec.transcendental)
         options = {**JIT_OPTIONS, "cache": False}
-        streamed = numba.njit(parallel=True, **options)(
-            cpu_elementwise.streamed_kernel(k.streamed_pyfunc, k.pyfunc, 2, 2))
+        template = (cpu_elementwise.tiled_kernel(k.pyfunc, 2, 2) if tiled else
+                    cpu_elementwise.streamed_kernel(k.streamed_pyfunc, k.pyfunc, 2, 2))
+        streamed = numba.njit(parallel=True, **options)(template)
         x = np.ones(N, dtype)
         y, d = np.empty(N + 16, dtype), np.empty(N + 16, dtype)
         y, d = (a[streaming.aligned_head([a]):][:N] for a in (y, d))   # aligned, as required

@@ -6,15 +6,18 @@ arrays; ``p`` is the tuple of numeric parameters, already in the array's dtype. 
 each output once, at the same index, so outputs may alias inputs.
 
 Outputs of at least ``streaming.STREAM_MIN`` bytes are written by a third
-flavour (``streamed_kernel``): the same loop over blocks of aligned outputs,
-its stores non-temporal (``streaming.store_nt``), for every op.
+flavour, with non-temporal stores (``streaming.store_nt``), for every op: the
+same loop over blocks of aligned outputs storing non-temporally
+(``streamed_kernel``), or computing tiles into buffers in L1 that a second
+loop copies out (``tiled_kernel``), as ``streaming.TILED`` says for the host.
 """
 import numpy as np
 from numba import prange
 
 from ..mathlib import always_inline
 from .jit import PARALLEL_MIN, KernelPair, inline_scalar
-from .streaming import BLOCK, NT_RUN, aligned_head, store_fence, store_nt, streams
+from . import streaming
+from .streaming import BLOCK, NT_RUN, TILE, aligned_head, store_fence, store_nt, streams
 
 
 @always_inline
@@ -130,10 +133,47 @@ def streamed_kernel(pass_kernel, plain_kernel, n_in: int, n_out: int):
     return streamed
 
 
+@always_inline
+def copy_nt(dst, src):
+    """dst[:] = src with ``streaming.store_nt`` (dst 64-byte aligned, a multiple
+    of NT_RUN elements)."""
+    for j in range(src.size):
+        store_nt(dst, j, src[j])
+
+
+def tiled_kernel(plain_kernel, n_in: int, n_out: int):
+    """The pass over blocks of BLOCK elements (as ``streamed_kernel``), each
+    block in tiles of TILE elements: the plain loop computes a tile into
+    buffers in L1, and ``copy_nt`` writes each buffer out with non-temporal
+    stores.  Outputs must start 64-byte aligned; the last n % NT_RUN elements
+    go through the plain loop straight into the outputs.  Signature f(i0, i1,
+    o0, o1, p): unused inputs and outputs are empty arrays."""
+    body = _uniform(plain_kernel, n_in, n_out)
+
+    def tiled(i0, i1, o0, o1, p):
+        n = i0.size
+        m = n - n % NT_RUN
+        nblocks = (m + BLOCK - 1) // BLOCK
+        for b in prange(nblocks):
+            lo = b * BLOCK
+            hi = min(lo + BLOCK, m)
+            t0 = np.empty(TILE, o0.dtype)
+            t1 = np.empty(TILE if o1.size else 0, o1.dtype)
+            for s in range(lo, hi, TILE):
+                e = min(s + TILE, hi)
+                body(i0[s:e], i1[s:e], t0[:e - s], t1[:e - s], p)
+                copy_nt(o0[s:e], t0[:e - s])
+                if o1.size:
+                    copy_nt(o1[s:e], t1[:e - s])
+            store_fence()
+        body(i0[m:], i1[m:], o0[m:], o1[m:], p)
+    return tiled
+
+
 class PassKernel:
     """The kernels of one pass of one op: serial and parallel (``KernelPair``),
-    and streamed (``streamed_kernel``) for outputs of at least ``STREAM_MIN``
-    bytes; compiled on first use."""
+    and streamed (``tiled_kernel`` or ``streamed_kernel``) for outputs of at
+    least ``STREAM_MIN`` bytes; compiled on first use."""
 
     __slots__ = ("_streamed", "n_in", "n_out", "pair", "pyfunc", "streamed_pyfunc")
 
@@ -142,14 +182,17 @@ class PassKernel:
         self.pyfunc = pyfunc
         self.streamed_pyfunc = streamed_pyfunc
         self.n_in, self.n_out = n_in, n_out
-        self._streamed = None
+        self._streamed = {}       # streaming.TILED -> its streamed kernel
 
     def streamed_pair(self, **options) -> KernelPair:
-        """The streamed kernel (``streamed_kernel``) of this pass, with its
-        interleave; options as for ``KernelPair`` (the tests compile it uncached)."""
-        return KernelPair(streamed_kernel(self.streamed_pyfunc, self.pyfunc, self.n_in,
-                                          self.n_out),
-                          interleave=self.pair.interleave_count, **options)
+        """The streamed kernel of this pass (``tiled_kernel`` or
+        ``streamed_kernel``, as ``streaming.TILED`` says), with its interleave;
+        options as for ``KernelPair`` (the tests compile it uncached)."""
+        if streaming.TILED:
+            pyfunc = tiled_kernel(self.pyfunc, self.n_in, self.n_out)
+        else:
+            pyfunc = streamed_kernel(self.streamed_pyfunc, self.pyfunc, self.n_in, self.n_out)
+        return KernelPair(pyfunc, interleave=self.pair.interleave_count, **options)
 
     def __call__(self, inputs, outputs, p):
         """Run on flat contiguous arrays (sequences of n_in inputs, n_out outputs)."""
@@ -161,12 +204,13 @@ class PassKernel:
             return
         if head:
             self.pair.serial(*[a[:head] for a in inputs], *[o[:head] for o in outputs], p)
-        if self._streamed is None:
-            self._streamed = self.streamed_pair().parallel
+        streamed = self._streamed.get(streaming.TILED)
+        if streamed is None:
+            streamed = self._streamed[streaming.TILED] = self.streamed_pair().parallel
         empty = np.empty(0, outputs[0].dtype)
         i1 = inputs[1][head:] if self.n_in == 2 else empty
         o1 = outputs[1][head:] if self.n_out == 2 else empty
-        self._streamed(inputs[0][head:], i1, outputs[0][head:], o1, p)
+        streamed(inputs[0][head:], i1, outputs[0][head:], o1, p)
 
 
 _KERNELS: dict = {}
