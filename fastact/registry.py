@@ -49,7 +49,7 @@ class Scalars:
     derivative_from_output: Optional[Callable] = None
     numpy_derivative_from_output: Optional[Callable] = None
     # Interleave count of the CPU kernels per dtype name, where it differs from
-    # the op's (``OpSpec.interleave_for``).
+    # the op's on hosts with 512-bit vectors (``OpSpec.interleave_for``).
     interleave: dict = field(default_factory=dict)
 
 
@@ -132,7 +132,15 @@ class OpSpec:
         return self.scalars[choice_value]
 
     def interleave_for(self, scalars: Scalars, dtype) -> int:
-        """The interleave count of the CPU kernels of scalars for dtype."""
+        """The interleave count of the CPU kernels of scalars for dtype.
+
+        The per-dtype counts (Scalars.interleave) were measured on a host with
+        512-bit vectors and streaming stores in the loop that computes; on
+        other hosts (16 vector registers, tiled streaming) the op's count
+        held for every op and dtype (``fastact.cpu.jit.WIDE_VECTORS``)."""
+        from .cpu.jit import WIDE_VECTORS
+        if not WIDE_VECTORS:
+            return self.interleave
         return scalars.interleave.get(np.dtype(dtype).name, self.interleave)
 
 

@@ -162,16 +162,19 @@ def test_streamed_kernel_uses_non_temporal_stores(dtype, tiled):
 
 @pytest.mark.skipif(not _host_is_x86(), reason="checks x86 instructions")
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-def test_streamed_loss_kernel_uses_non_temporal_stores(dtype):
+@pytest.mark.parametrize("tiled", [False, True], ids=["in-loop", "tiled"])
+def test_streamed_loss_kernel_uses_non_temporal_stores(dtype, tiled):
     """The loss gradient is stored non-temporally in the loop that computes it
-    (memory-bound losses; the template serves transcendental ones too)."""
+    or in the loop that copies each tile out (memory-bound losses; the
+    template serves transcendental ones too)."""
     from fastact.losses import kernels as loss_kernels
     for name in ("mse", "log_cosh"):
         spec = fa.REGISTRY[name]
         fd, prm = spec.extra["scalar"]({}, "mean")
         options = {**JIT_OPTIONS, "cache": False}
         kern = numba.njit(parallel=True, **options)(loss_kernels.elementwise_template(
-            fd, 0, False, True, "reduce", len(prm), spec.transcendental, stream=True))
+            fd, 0, False, True, "reduce", len(prm), spec.transcendental, stream=True,
+            tiled=tiled))
         p = np.linspace(-2, 2, N).astype(dtype)
         t = np.zeros(N, dtype)
         buf = np.empty(N + 16, dtype)

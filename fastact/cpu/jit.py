@@ -27,6 +27,11 @@ REDUCE_FASTMATH = {"contract", "arcp", "reassoc", "nsz"}
 
 JIT_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True, cache=True)
 
+# Whether the host CPU has 512-bit vectors (AVX-512): 32 vector registers, and
+# one vector store per cache line.  Streaming (``streaming.TILED``) and the
+# per-dtype interleave counts (``registry.OpSpec.interleave_for``) depend on it.
+WIDE_VECTORS = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+
 # Below this many elements a serial kernel beats the parallel launch
 # (measured on the development machine; override with FASTACT_PARALLEL_MIN).
 PARALLEL_MIN = int(os.environ.get("FASTACT_PARALLEL_MIN", "32768"))

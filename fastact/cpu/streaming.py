@@ -37,6 +37,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .jit import WIDE_VECTORS
+
 # Elements per block of the elementwise streamed kernels (one parallel task, one
 # fence); a multiple of 16, so that blocks of aligned outputs start aligned.
 BLOCK = 1 << 17
@@ -106,14 +108,10 @@ def aligned_head(arrays) -> int:
     return heads.pop() if len(heads) == 1 else -1
 
 
-def _host_has_wide_vectors() -> bool:
-    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
-
-
 # Tiled streaming (see above) unless the host has 512-bit vectors; override
 # with FASTACT_STREAM_TILED=1 or 0.
 TILED = (os.environ["FASTACT_STREAM_TILED"] == "1" if "FASTACT_STREAM_TILED" in os.environ
-         else not _host_has_wide_vectors())
+         else not WIDE_VECTORS)
 
 _X86 = llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
 

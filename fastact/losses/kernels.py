@@ -7,8 +7,8 @@ go to a block buffer (compute dtype) that a reassociating helper sums in
 float64 (so the sum vectorizes while the elementwise code keeps strict float
 semantics), one partial sum per block.  With reduction "none" the terms are written out
 instead.  Every write is at the index just read, so the gradient may alias
-the prediction.  Large gradients are written with non-temporal stores in the
-loop that computes them (``cpu.streaming``).
+the prediction.  Large gradients are written with non-temporal stores, in the
+loop that computes them or tiled, as for the activations (``cpu.streaming``).
 
 Row-wise losses (softmax family, nll): rows of a 2-D C-contiguous array, a
 chunk of rows per parallel task; each row is read from memory once, and the
@@ -22,8 +22,9 @@ from numba.extending import register_jitable as jitable
 
 from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar, kernel_jit
 from ..cpu.reduce import dot64, scaled_max, sum64
-from ..cpu.elementwise import put, put_nt
-from ..cpu.streaming import NT_RUN, store_fence
+from ..cpu import streaming
+from ..cpu.elementwise import copy_nt, put, put_nt
+from ..cpu.streaming import NT_RUN, TILE, store_fence
 from ..mathlib import exp, exp_neg_abs, log, tanh
 
 # Elements per block (a multiple of NT_RUN: blocks of an aligned gradient start
@@ -65,7 +66,7 @@ def _element(fd, n_aux, weighted, nparams, wide):
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
-                         nparams=0, wide=False, stream=False):
+                         nparams=0, wide=False, stream=False, tiled=False):
     """Loop over flat arrays: p, t (same size), a (aux, e.g. pos_weight), w (weights).
 
     mode "reduce": partial[b] = float64 sum of the terms of block b;
@@ -75,7 +76,9 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     Unused arrays may be empty.  wide: prefer 512-bit vectors.  stream: the
     gradient is stored non-temporally (``cpu.streaming.store_nt``) over a
     multiple of NT_RUN elements of each block, the rest of the block with plain
-    stores; g must start 64-byte aligned (every block then does).
+    stores; g must start 64-byte aligned (every block then does).  tiled (with
+    stream): the loop stores tiles of TILE gradient elements into a buffer in
+    L1, and ``copy_nt`` writes them out (``cpu.streaming.TILED``).
     """
     elem = _element(fd, n_aux, weighted, nparams, wide)
     reduce_ = mode == "reduce"
@@ -103,6 +106,7 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
             # terms stay in the compute dtype (a widening store would stop LLVM
             # from vectorizing the loop); sum64 accumulates them in float64.
             terms = np.empty(BLOCK if reduce_ else 0, p.dtype)
+            gtile = np.empty(TILE if tiled else 0, p.dtype)
             for b in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
                 lo = b * BLOCK
                 hi = min(lo + BLOCK, n)
@@ -111,8 +115,16 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
                 tm = terms[:hi - lo]
                 if stream:
                     m = (hi - lo) - (hi - lo) % NT_RUN
-                    run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale, prm,
-                        put_nt)
+                    if tiled:
+                        for s in range(0, m, TILE):
+                            e = min(s + TILE, m)
+                            gt = gtile[:e - s]
+                            run(pb[s:e], tb[s:e], ab[s:e], wb[s:e], gt, lb[s:e], tm[s:e],
+                                scale, prm, put)
+                            copy_nt(gb[s:e], gt)
+                    else:
+                        run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale,
+                            prm, put_nt)
                     run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm, put)
                 else:
                     run(pb, tb, ab, wb, gb, lb, tm, scale, prm, put)
@@ -128,11 +140,15 @@ _ELEMENTWISE: dict = {}
 
 def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams,
                        wide=False, stream=False) -> KernelPair:
-    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide, stream)
+    """The kernels of ``elementwise_template``; a streamed one is tiled where
+    ``cpu.streaming.TILED`` says."""
+    tiled = stream and streaming.TILED
+    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide, stream, tiled)
     pair = _ELEMENTWISE.get(key)
     if pair is None:
         pair = _ELEMENTWISE[key] = KernelPair(
-            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide, stream),
+            elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide, stream,
+                                 tiled),
             interleave=INTERLEAVE if wide else 0)
     return pair
 
