@@ -310,9 +310,10 @@ def test_axis_kernels_are_vectorized():
     x[o, c, i] inside the prange body they were left scalar (fastact.cpu.axis_kernels).
     Packed float32 ymm/zmm instructions, measured: gated backward 10 before, 89
     after; prelu backward 22 before, 80 after; maxout backward with the axis
-    last, 4 pieces: 38 with one group per loop trip, 147 as interleaved loads."""
+    last, 4 pieces: 38 with one group per loop trip, 147 as interleaved loads
+    (AVX-512 host); 68 as interleaved loads on a host with 256-bit vectors only."""
     from fastact.cpu import axis_kernels as K
-    from fastact.cpu.jit import KernelPair, inline_scalar
+    from fastact.cpu.jit import WIDE_VECTORS, KernelPair, inline_scalar
     scalars = next(iter(fa.REGISTRY["swiglu"].scalars.values()))
     g = inline_scalar(scalars.value_and_derivative, 0, wide=True)
     x = np.ones((4, 2, 64), np.float32)
@@ -326,4 +327,4 @@ def test_axis_kernels_are_vectorized():
     _, maxout = K._maxout_rows_kernels(4, cache=False)
     xm, dym = np.ones(256, np.float32), np.ones(64, np.float32)
     assert _packed_float32_ops(maxout.serial, xm, dym, np.empty_like(dym), np.empty_like(xm),
-                               True) > 100
+                               True) > (100 if WIDE_VECTORS else 50)

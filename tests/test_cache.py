@@ -21,7 +21,7 @@ passes = elementwise._KERNELS.values()
 pairs = [*(k.pair for k in passes), *axis_kernels._GATED.values(),
          *loss_kernels._ELEMENTWISE.values()]
 dispatchers = [d for p in pairs for d in (p._serial, p._parallel) if d is not None]
-dispatchers += [k._streamed for k in passes if k._streamed is not None]
+dispatchers += [d for k in passes for d in k._streamed.values()]
 hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers)
 misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
 print(len(dispatchers), hits, misses)
