@@ -31,12 +31,20 @@ N = 3 * streaming.BLOCK + 1037        # several blocks, a partial one
 assert N >= PARALLEL_MIN
 
 
-@pytest.fixture(params=[False, True], ids=["in-loop", "tiled"])
-def stream_all(request, monkeypatch):
-    """Streaming from any size, in each of the two ways (``streaming.TILED``)."""
+@pytest.fixture
+def stream_all(monkeypatch):
     monkeypatch.setattr(streaming, "STREAM_MIN", 0)
-    monkeypatch.setattr(streaming, "TILED", request.param)
-    return request.param
+
+
+def _both_ways(cases, other_way):
+    """(case..., tiled) params: every case the host's way (``streaming.TILED``),
+    the cases of other_way also the other way (compiling is what these tests
+    spend their time on)."""
+    native = streaming.TILED
+    params = [(*c, native) for c in cases] + [(*c, not native) for c in other_way]
+    return pytest.mark.parametrize(
+        "name,dtype,tiled", params,
+        ids=[f"{n}-{d.__name__}-{'tiled' if t else 'in-loop'}" for n, d, t in params])
 
 
 def _plain(monkeypatch, fn):
@@ -51,8 +59,9 @@ def _outputs(result):
     return result if isinstance(result, tuple) else (result,)
 
 
-@pytest.mark.parametrize("name,dtype", STREAMED, ids=[f"{n}-{d.__name__}" for n, d in STREAMED])
-def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
+@_both_ways(STREAMED, [("relu", np.float32), ("gelu", np.float64), ("sigmoid", np.float32)])
+def test_streamed_passes_equal_plain_kernels(name, dtype, tiled, monkeypatch, stream_all, rng):
+    monkeypatch.setattr(streaming, "TILED", tiled)
     spec = fa.REGISTRY[name]
     choice = next(iter(spec.scalars))     # (gelu: "none")
     op = getattr(fa, name)
@@ -82,10 +91,12 @@ def test_streamed_passes_equal_plain_kernels(name, dtype, monkeypatch, stream_al
     k = cpu_elementwise.kernel(spec.scalars_for(choice), "value_and_derivative",
                                len(default_params(spec)), spec.transcendental,
                                spec.interleave_for(spec.scalars_for(choice), np.dtype(dtype)))
-    assert stream_all in k._streamed, "the streamed kernel never ran"
+    assert tiled in k._streamed, "the streamed kernel never ran"
 
 
-def test_streamed_output_may_alias_input(stream_all, rng):
+@pytest.mark.parametrize("tiled", [False, True], ids=["in-loop", "tiled"])
+def test_streamed_output_may_alias_input(tiled, monkeypatch, stream_all, rng):
+    monkeypatch.setattr(streaming, "TILED", tiled)
     x = rng.standard_normal(N).astype(np.float32)
     y, _ = fa.leaky_relu.value_and_derivative(x)
     z = x.copy()
@@ -97,8 +108,10 @@ def test_streamed_output_may_alias_input(stream_all, rng):
     np.testing.assert_array_equal(dy, want)
 
 
-@pytest.mark.parametrize("name,dtype", LOSSES, ids=[f"{n}-{d.__name__}" for n, d in LOSSES])
-def test_streamed_loss_gradients_equal_plain_kernels(name, dtype, monkeypatch, stream_all, rng):
+@_both_ways(LOSSES, [("mse", np.float32), ("huber", np.float64)])
+def test_streamed_loss_gradients_equal_plain_kernels(name, dtype, tiled, monkeypatch, stream_all,
+                                                     rng):
+    monkeypatch.setattr(streaming, "TILED", tiled)
     from fastact.losses import kernels as loss_kernels
     loss = getattr(fa, name)
     p = rng.standard_normal(N).astype(dtype)
