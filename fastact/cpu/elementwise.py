@@ -105,32 +105,37 @@ def _uniform(pass_kernel, n_in: int, n_out: int):
     return always_inline(f)
 
 
-def streamed_kernel(pass_kernel, plain_kernel, n_in: int, n_out: int):
-    """The pass over blocks of BLOCK elements, its loop (serial inside each
-    block) storing with ``streaming.store_nt``: non-temporal vector stores
-    in the loop that computes them.  Outputs must start 64-byte aligned (the
-    caller runs the plain kernel on the elements before), so every block does.
-    The blocks cover a multiple of NT_RUN elements, which the vector loop
-    covers without a scalar remainder: every non-temporal store is a vector
-    store at an aligned address, as ``store_nt`` declares.  The last
-    n % NT_RUN elements go through ``plain_kernel`` (the same pass, plain
-    stores).  Signature f(i0, i1, o0, o1, p): unused inputs and outputs are
-    empty arrays.
-    """
-    body = _uniform(pass_kernel, n_in, n_out)
-    rest = _uniform(plain_kernel, n_in, n_out)
-
-    def streamed(i0, i1, o0, o1, p):
+def _over_blocks(block, rest):
+    """f(i0, i1, o0, o1, p): ``block`` on each block of BLOCK elements of the
+    first n - n % NT_RUN (in parallel, a store fence after each), ``rest`` on
+    the last n % NT_RUN.  Outputs start 64-byte aligned (the caller runs the
+    plain kernel on the elements before), so every block does, and every block
+    but the last covers a multiple of NT_RUN elements, as the last does too."""
+    def over_blocks(i0, i1, o0, o1, p):
         n = i0.size
         m = n - n % NT_RUN
         nblocks = (m + BLOCK - 1) // BLOCK
         for b in prange(nblocks):
             lo = b * BLOCK
             hi = min(lo + BLOCK, m)
-            body(i0[lo:hi], i1[lo:hi], o0[lo:hi], o1[lo:hi], p)
+            block(i0[lo:hi], i1[lo:hi], o0[lo:hi], o1[lo:hi], p)
             store_fence()
         rest(i0[m:], i1[m:], o0[m:], o1[m:], p)
-    return streamed
+    return over_blocks
+
+
+def streamed_kernel(pass_kernel, plain_kernel, n_in: int, n_out: int):
+    """The pass over blocks (``_over_blocks``), its loop (serial inside each
+    block) storing with ``streaming.store_nt``: non-temporal vector stores
+    in the loop that computes them.  Each block covers a multiple of NT_RUN
+    elements, which the vector loop covers without a scalar remainder: every
+    non-temporal store is a vector store at an aligned address, as
+    ``store_nt`` declares.  The last n % NT_RUN elements go through
+    ``plain_kernel`` (the same pass, plain stores).  Signature f(i0, i1, o0,
+    o1, p): unused inputs and outputs are empty arrays.
+    """
+    return _over_blocks(_uniform(pass_kernel, n_in, n_out),
+                        _uniform(plain_kernel, n_in, n_out))
 
 
 @always_inline
@@ -142,32 +147,25 @@ def copy_nt(dst, src):
 
 
 def tiled_kernel(plain_kernel, n_in: int, n_out: int):
-    """The pass over blocks of BLOCK elements (as ``streamed_kernel``), each
-    block in tiles of TILE elements: the plain loop computes a tile into
-    buffers in L1, and ``copy_nt`` writes each buffer out with non-temporal
-    stores.  Outputs must start 64-byte aligned; the last n % NT_RUN elements
-    go through the plain loop straight into the outputs.  Signature f(i0, i1,
-    o0, o1, p): unused inputs and outputs are empty arrays."""
+    """The pass over blocks (``_over_blocks``), each block in tiles of TILE
+    elements: the plain loop computes a tile into buffers in L1, and
+    ``copy_nt`` writes each buffer out with non-temporal stores.  The last
+    n % NT_RUN elements go through the plain loop straight into the outputs.
+    Signature f(i0, i1, o0, o1, p): unused inputs and outputs are empty
+    arrays."""
     body = _uniform(plain_kernel, n_in, n_out)
 
-    def tiled(i0, i1, o0, o1, p):
+    def tiles(i0, i1, o0, o1, p):
         n = i0.size
-        m = n - n % NT_RUN
-        nblocks = (m + BLOCK - 1) // BLOCK
-        for b in prange(nblocks):
-            lo = b * BLOCK
-            hi = min(lo + BLOCK, m)
-            t0 = np.empty(TILE, o0.dtype)
-            t1 = np.empty(TILE if o1.size else 0, o1.dtype)
-            for s in range(lo, hi, TILE):
-                e = min(s + TILE, hi)
-                body(i0[s:e], i1[s:e], t0[:e - s], t1[:e - s], p)
-                copy_nt(o0[s:e], t0[:e - s])
-                if o1.size:
-                    copy_nt(o1[s:e], t1[:e - s])
-            store_fence()
-        body(i0[m:], i1[m:], o0[m:], o1[m:], p)
-    return tiled
+        t0 = np.empty(TILE, o0.dtype)
+        t1 = np.empty(TILE if o1.size else 0, o1.dtype)
+        for s in range(0, n, TILE):
+            e = min(s + TILE, n)
+            body(i0[s:e], i1[s:e], t0[:e - s], t1[:e - s], p)
+            copy_nt(o0[s:e], t0[:e - s])
+            if o1.size:
+                copy_nt(o1[s:e], t1[:e - s])
+    return _over_blocks(always_inline(tiles), body)
 
 
 class PassKernel:
