@@ -53,17 +53,25 @@ def source_token() -> str:
     return h.hexdigest()[:12]
 
 
+_interleave_now = [0]      # the count _forced_interleave has set (0: LLVM's choice)
+
+
 @contextlib.contextmanager
 def _forced_interleave(count: int):
     """LLVM's loop vectorizer interleaves count vector iterations per loop trip
     while this is active (0: its own choice, the default).  The option is
-    process-wide; Numba's compiler lock keeps other compilations out."""
+    process-wide; Numba's compiler lock keeps other compilations out.  Nested
+    uses (a kernel whose compilation compiles a function it calls) restore the
+    outer count on exit."""
     with global_compiler_lock:
+        outer = _interleave_now[0]
+        _interleave_now[0] = count
         llvm.set_option("fastact", f"-force-vector-interleave={count}")
         try:
             yield
         finally:
-            llvm.set_option("fastact", "-force-vector-interleave=0")
+            _interleave_now[0] = outer
+            llvm.set_option("fastact", f"-force-vector-interleave={outer}")
 
 
 class _KeyedCacheFile(IndexDataCacheFile):
@@ -98,7 +106,10 @@ class _KernelCache(FunctionCache):
 class KernelDispatcher(CPUDispatcher):
     """The CPU dispatcher of fastact's kernels: its disk cache is safe against
     concurrent compilation in several processes (``_KeyedCacheFile``), and with
-    ``interleave`` its compilations interleave vectorized loops (``KernelPair``)."""
+    ``interleave`` its compilations interleave vectorized loops (``KernelPair``).
+    Every compilation sets its own count (0 included), so a function compiled
+    while a caller compiles (the row reductions) gets the same code whoever
+    calls it first."""
 
     interleave = 0
 
@@ -106,8 +117,6 @@ class KernelDispatcher(CPUDispatcher):
         self._cache = _KernelCache(self.py_func)
 
     def compile(self, sig):
-        if not self.interleave:
-            return super().compile(sig)
         with _forced_interleave(self.interleave):
             return super().compile(sig)
 

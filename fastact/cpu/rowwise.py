@@ -51,8 +51,12 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
     nchunks = _chunks(rows)
     for c in prange(nchunks):
         e = np.empty(n, dtype=x.dtype)
+        # without write_y the y row goes to a scratch row: no condition in the
+        # loops, which would keep LLVM from vectorizing them
+        scratch = np.empty(0 if write_y else n, dtype=x.dtype)
         for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
-            xr, dyr, yr, dxr = x[r], dy[r], y[r], dx[r]
+            xr, dyr, dxr = x[r], dy[r], dx[r]
+            yr = y[r] if write_y else scratch
             m = scaled_max(xr, sign)
             for j in range(n):
                 e[j] = exp_neg_abs(sign * xr[j] - m)
@@ -62,20 +66,22 @@ def _backward(x, dy, y, dx, sign, log_output, write_y):
                 ls = x.dtype.type(np.log(s))
                 total = x.dtype.type(sum64(dyr))
                 for j in range(n):
-                    v = sign * xr[j]
-                    g = dyr[j]
-                    if write_y:
-                        yr[j] = (v - m) - ls
-                    dxr[j] = sign * (g - e[j] * inv * total)
+                    g = dyr[j] - e[j] * inv * total
+                    yr[j] = (sign * xr[j] - m) - ls
+                    dxr[j] = sign * g
             else:
                 dot = x.dtype.type(dot64(dyr, e) / s)
                 for j in range(n):
                     p = e[j] * inv
                     g = dyr[j]
-                    if write_y:
-                        yr[j] = p
+                    yr[j] = p
                     dxr[j] = sign * p * (g - dot)
 
 
-FORWARD = KernelPair(_forward)
-BACKWARD = KernelPair(_backward)
+# The exp loop is one polynomial chain per vector: four interleaved vectors hide
+# its latency (as in the elementwise kernels).  4096 x 4096 forward_backward on
+# a 2-core AVX2 host (AMD Zen 3), ns per element, float32 / float64, LLVM's
+# choice 1.32 / 2.78, two 1.24 / 2.41, four 1.18 / 2.20 (softmax).
+INTERLEAVE = 4
+FORWARD = KernelPair(_forward, interleave=INTERLEAVE)
+BACKWARD = KernelPair(_backward, interleave=INTERLEAVE)
