@@ -127,12 +127,19 @@ def test_out_and_aliasing(name, rng):
     assert r[0] is xc and r[1] is dyc
     np.testing.assert_array_equal(xc, y)
     np.testing.assert_array_equal(dyc, dx)
+    xc, dyc = x.copy(), dy.copy()
+    op.forward_backward(xc, dyc, out=(dyc, xc))           # crossed
+    np.testing.assert_array_equal(dyc, y)
+    np.testing.assert_array_equal(xc, dx)
     xc = x.copy()
     op(xc, out=xc)
     np.testing.assert_array_equal(xc, y)
     dyc = dy.copy()
     op.backward(x, dyc, out=dyc)
     np.testing.assert_array_equal(dyc, dx)
+    xc = x.copy()
+    op.backward(xc, dy, out=xc)
+    np.testing.assert_array_equal(xc, dx)
     # axis 0 with out= and a non-contiguous input
     xt = x.T
     out = np.empty((100, 64), np.float32)
