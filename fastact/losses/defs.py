@@ -400,8 +400,8 @@ _loss("pseudo_huber", f"Pseudo-Huber: delta**2 (sqrt(1 + (z/delta)**2) - 1), {_Z
       "z / sqrt(1 + (z/delta)**2).", _fixed(S.pseudo_huber_lg, "delta"),
       _elementwise_numpy(_np_pseudo_huber), params=(Param("delta", 1.0),),
       check=_positive("delta"))
-_loss("log_cosh", f"Log-cosh: log(cosh z) = |z| + log1p(exp(-2|z|)) - log 2 (expm1 form "
-      f"for |z| < 1), {_Z};  gradient tanh(z).", _fixed(S.log_cosh_lg),
+_loss("log_cosh", f"Log-cosh: log(cosh z) = |z| + log1p(exp(-2|z|)) - log 2 (log1p((1 - e)**2 "
+      f"/ 2e), e = exp(-|z|), for |z| < 1), {_Z};  gradient tanh(z).", _fixed(S.log_cosh_lg),
       _elementwise_numpy(_np_log_cosh), transcendental=True)
 _loss("binary_cross_entropy",
       "Binary cross-entropy on probabilities (PyTorch): -w (t log p + (1 - t) log(1 - p)), "

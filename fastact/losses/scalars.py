@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..mathlib import exp, expm1, helper, lit, log, log1p, log1p_unit
+from ..mathlib import exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1p, log1p_unit
 from ..parts import sigmoid_pair, softplus_pair
 
 LOG2 = math.log(2.0)
@@ -83,30 +83,30 @@ def pseudo_huber_lg(p, t, delta):
 
 @helper
 def log_cosh_lg(p, t):
-    """log cosh z and tanh z from one expm1, one log1p of an argument in [0, 1]
-    and one division (m = expm1|z|, w = 1/(1 + m) = exp(-|z|), q = m (m + 2)
-    = expm1(2|z|)).
+    """log cosh z and tanh z from e = exp(-|z|) and q = e - 1 (one shared
+    range reduction), one log1p of an argument in [0, 1] and one division.
 
-    |z| < 1: log cosh = log1p(m**2 w / 2)  (cosh = 1 + m**2 / (2 (1 + m)));
-    else: |z| + log1p(w**2) - log 2.  tanh|z| = q / (q + 2) (|z| < 1) or
-    1 - 2 / (q + 2).  w and 1/(q + 2) come from one reciprocal of
-    (1 + m)(q + 2).  |z| is capped at 20 inside (tanh is 1 there and
-    log1p(w**2) below 1e-17 of the loss).
+    |z| < 1: log cosh = log1p(q**2 / (2e))  (cosh - 1 = (1 - e)**2 / (2e));
+    else: |z| + log1p(e**2) - log 2.  tanh|z| = (1 - e**2) / (1 + e**2)
+    = -q (2 + q) / (1 + e**2), without cancellation.  1/(2e) and
+    1/(1 + e**2) come from one reciprocal of 2e (1 + e**2).  |z| is capped at
+    20 inside (log1p(e**2) is below 1e-17 of the loss there); beyond, tanh is
+    exactly 1.
     """
     one, two = lit(p, 1.0), lit(p, 2.0)
     z = p - t
     a = abs(z)
-    ac = lit(p, 20.0) if a > lit(p, 20.0) else a
-    m = expm1(ac)
-    m1 = one + m
-    q = m * (m + two)
-    r = one / (m1 * (q + two))
-    w = (q + two) * r
+    big = a > lit(p, 20.0)
+    ac = lit(p, 20.0) if big else a
+    e = exp_neg_abs(ac)
+    q = expm1_neg_abs(ac)
+    e2 = e * e
+    r = one / (two * e * (one + e2))
     small = a < one
-    iq2 = m1 * r                       # 1/(q + 2)
-    ta = q * iq2 if small else one - two * iq2    # exactly 1 at the cap
-    l = log1p_unit(lit(p, 0.5) * (m * m) * w if small else w * w)
+    l = log1p_unit((q * q) * ((one + e2) * r) if small else e2)
     v = l if small else a + l - lit(p, LOG2)
+    # (a product of three roundings: 1 - 1 ulp at the cap itself)
+    ta = one if big else -q * (two + q) * ((two * e) * r)
     return v, (-ta if z < lit(p, 0.0) else ta)
 
 
