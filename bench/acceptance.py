@@ -181,13 +181,14 @@ def small(repeats):
             label = spec.name + (f"[{choice}]" if choice else "")
             print(f"| {label} {pass_name} | {tf.median_s * 1e6:.1f} | {tn.median_s * 1e6:.1f} "
                   f"| {ratio:.1f}x |", flush=True)
-    # the other activations: row-wise, gated, prelu, maxout, argmax (their fused passes)
+    # the other activations: row-wise, gated, prelu, maxout, argmax (their fused
+    # passes); the losses' value_and_grad
     for spec in fa.REGISTRY.values():
-        if spec.kind in ("elementwise", "loss"):
+        if spec.kind == "elementwise":
             continue
         op = getattr(fa, spec.name)
-        for pass_name in [p for p in ("backward", "forward_backward") if p in spec.passes] \
-                or ["forward"]:
+        for pass_name in [p for p in ("backward", "forward_backward", "value_and_grad")
+                          if p in spec.passes] or ["forward"]:
             args, kw = spec.example_call(pass_name, n, np.float32, RNG)
             method = op if pass_name == "forward" else getattr(op, pass_name)
             tf = measure(lambda i: method(*args, **kw), repeats=repeats)[0]

@@ -111,7 +111,7 @@ class ElementwiseOp(Op):
         if plan is None:
             choice, numeric = self.spec.bind(params)
             kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric), dt)
-            if len(self._plans) >= _MAX_PLANS:
+            if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             plan = self._plans[key] = (kernel, _kernel_params(numeric, dt),
                                        cpu_elementwise.PASSES[pass_name][3])
@@ -126,8 +126,8 @@ class ElementwiseOp(Op):
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-# plans an elementwise op keeps (pass, dtype and parameter values each)
-_MAX_PLANS = 64
+# plans an elementwise op or loss keeps (pass, dtype and parameter values each)
+MAX_PLANS = 64
 
 
 def plain_dtype(inputs):

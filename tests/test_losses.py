@@ -193,6 +193,57 @@ def test_numpy_backend_agrees(name):
                                            rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_plain_call_path_matches_general_path(name, dtype):
+    """Elementwise losses called on NumPy arrays with no out= and no backend take
+    a short path; it must give what the general path (taken with an explicit
+    backend) gives, bit for bit, in container, dtype and shape too."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
+    op = getattr(fa, name)
+    opts = [o for o in OPTIONS.get(name, [{}]) if "weight" not in o and "pos_weight" not in o]
+    for reduction in reductions(name):
+        for o in opts:
+            pred, target = inputs(name, rng, (3, 37), dtype)
+            for args in ((pred, target), (pred[0], target[0])):
+                plain = op.value_and_grad(*args, reduction=reduction, **o)
+                general = op.value_and_grad(*args, reduction=reduction, backend="cpu", **o)
+                plain += (op(*args, reduction=reduction, **o),)
+                general += (op(*args, reduction=reduction, backend="cpu", **o),)
+                for a, b in zip(plain, general):
+                    assert type(a) is np.ndarray and a.dtype == dtype and a.shape == b.shape
+                    np.testing.assert_array_equal(a, b)
+    assert len(op._plans) <= 64
+
+
+def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
+    p = np.linspace(0.1, 0.9, 40)
+    t = np.linspace(0.0, 1.0, 40)
+    bce = fa.binary_cross_entropy
+    with pytest.raises(ValueError, match="probabilities must be in"):
+        bce.value_and_grad(p - 0.5, t)
+    with pytest.raises(ValueError, match="targets must be in"):
+        bce(p, t + 0.5)
+    with pytest.raises(ValueError, match="reduction"):
+        fa.mse(p, t, reduction="max")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fa.mse(p, t, delta=1.0)
+    # weights, empty inputs, float16, mixed dtypes, non-contiguous: the general path
+    w = np.full(40, 2.0)
+    np.testing.assert_allclose(bce(p, t, weight=w), 2 * bce(p, t), rtol=1e-15)
+    assert np.isnan(fa.mse(p[:0], t[:0]))
+    assert fa.mse(p.astype(np.float16), t.astype(np.float16)).dtype == np.float16
+    p32 = p.astype(np.float32)
+    assert fa.mse(p32, t).dtype == np.float32           # the prediction's dtype
+    np.testing.assert_array_equal(fa.mse.value_and_grad(p32, t)[1],
+                                  fa.mse.value_and_grad(p32, t, backend="cpu")[1])
+    np.testing.assert_array_equal(fa.mse(p[::2], t[::2]), fa.mse(p[::2].copy(), t[::2].copy()))
+    with pytest.raises(ValueError, match="shape"):
+        fa.mse(p, t[:10])
+    with fa.use_backend("numpy"):
+        np.testing.assert_allclose(fa.mse(p, t), np.mean((p - t) ** 2), rtol=1e-14)
+
+
 # ------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("name", NAMES)

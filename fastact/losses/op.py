@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import api, dispatch
+from ..cpu import streaming
 from ..cpu.streaming import aligned_head, streams
 from ..dispatch import Outputs, dtypes_for, resolve_backend, to_host_array
 from . import kernels
@@ -280,39 +281,48 @@ def _streams(gf):
     return streams(gf.nbytes) and aligned_head([gf]) == 0
 
 
+def _elementwise_terms(spec, fd, prm, p, t, aux, w, gf, per, scale):
+    """Run the elementwise loss kernel on flat compute-dtype arrays (aux, w
+    optional): writes the gradient (times ``scale``) into gf unless it is
+    None, the per-element losses into ``per`` unless it is None; returns the
+    float64 sum of the losses (None with ``per``)."""
+    n = p.size
+    empty = p[:0]
+    want_grad = gf is not None
+    mode = "none" if per is not None else "reduce"
+    # large gradients stream (as the elementwise activations do), except
+    # those of transcendental losses (512-bit vectors; log_cosh and
+    # sigmoid_focal_loss ran 3-10% slower with non-temporal stores)
+    stream = want_grad and not spec.transcendental and _streams(gf)
+    kern = kernels.elementwise_kernel(fd, 0 if aux is None else 1, w is not None, want_grad,
+                                      mode, len(prm), spec.transcendental, stream).get(n)
+    partial = np.empty((n + kernels.BLOCK - 1) // kernels.BLOCK if per is None else 0,
+                       np.float64)
+    kern(p, t, empty if aux is None else aux, empty if w is None else w,
+         gf if want_grad else empty, empty if per is None else per, partial, p.dtype.type(scale), prm)
+    return None if per is not None else partial.sum()
+
+
 def _run_cpu(spec, call, want_grad, g):
     fam = call.family
     scale = _scale(call)
     dt = call.compute.type
     if fam == "elementwise":
         p, t = call.pred.reshape(-1), call.target.reshape(-1)
-        n = p.size
         red = call.reduction
         if spec.name == "rmse" and red != "none":
             return _run_rmse(call, want_grad, g, p, t)
         fd, prm = spec.extra["scalar"](call.opts, red)
         aux = call.arrays.get("pos_weight")
         w = call.arrays.get("weight")
-        n_aux = 0 if aux is None else 1
-        weighted = w is not None
-        mode = "none" if red == "none" else "reduce"
-        # large gradients stream (as the elementwise activations do), except
-        # those of transcendental losses (512-bit vectors; log_cosh and
-        # sigmoid_focal_loss ran 3-10% slower with non-temporal stores)
-        empty = np.empty(0, call.compute)
-        gf = g.reshape(-1) if want_grad else empty
-        stream = want_grad and not spec.transcendental and _streams(gf)
-        kern = kernels.elementwise_kernel(fd, n_aux, weighted, want_grad, mode, len(prm),
-                                          spec.transcendental, stream).get(n)
-        nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
-        partial = np.empty(nb if mode == "reduce" else 0, np.float64)
-        l = np.empty(n, call.compute) if mode == "none" else empty
-        kern(p, t, empty if aux is None else aux.reshape(-1),
-             empty if w is None else w.reshape(-1), gf, l, partial, dt(scale),
-             tuple(dt(v) for v in prm))
-        if mode == "none":
-            return _finish_loss(call, per=l.reshape(call.shape))
-        return _finish_loss(call, total=partial.sum())
+        gf = g.reshape(-1) if want_grad else None
+        per = np.empty(p.size, call.compute) if red == "none" else None
+        total = _elementwise_terms(spec, fd, tuple(dt(v) for v in prm), p, t,
+                                   None if aux is None else aux.reshape(-1),
+                                   None if w is None else w.reshape(-1), gf, per, scale)
+        if per is not None:
+            return _finish_loss(call, per=per.reshape(call.shape))
+        return _finish_loss(call, total=total)
     x = call.pred
     n_classes = x.shape[-1]
     rows = math.prod(x.shape[:-1])
@@ -383,7 +393,15 @@ class LossOp(api.Op):
     def value_and_grad(self, pred, target, *, out=None, backend=None, **options):
         return self._run("value_and_grad", pred, target, out, backend, options)
 
+    def __init__(self, spec):
+        super().__init__(spec)
+        self._plans = {}
+
     def _run(self, pass_name, pred, target, out, backend, options):
+        if out is None and backend is None:
+            result = self._run_plain(pass_name, pred, target, options)
+            if result is not None:
+                return result
         opts = bind_options(self.spec, options)
         arrays = [pred, target, opts.get("weight"), opts.get("pos_weight")]
         b = resolve_backend(backend, *arrays)
@@ -395,6 +413,57 @@ class LossOp(api.Op):
             return cuda.run_loss(self.spec, pass_name, (pred, target), kwargs)
         call = prepare_call(self.spec, pass_name, pred, target, opts)
         return run_host(self.spec, pass_name, call, b, out)
+
+    def _run_plain(self, pass_name, pred, target, options):
+        """The common call of an elementwise loss, with little Python work:
+        NumPy float32/float64 C-contiguous prediction and target of one dtype
+        and shape, at least one element, no out=, default backend on the CPU,
+        no weight arrays, options seen before (a plan per pass, dtype and
+        option values).  None where any of that does not hold (the general
+        path then handles the call, errors included)."""
+        spec = self.spec
+        if spec.extra["family"] != "elementwise" or spec.name == "rmse":
+            return None
+        dt = api.plain_dtype((pred, target))
+        if dt is None or pred.size == 0:
+            return None
+        key = (pass_name, dt, *options.items())
+        try:
+            plan = self._plans.get(key)
+        except TypeError:               # an unhashable option value (an array)
+            return None
+        if plan is None:
+            opts = bind_options(spec, options)
+            if opts.get("weight") is not None or opts.get("pos_weight") is not None:
+                plan = False
+            else:
+                red = opts["reduction"]
+                fd, prm = spec.extra["scalar"](opts, red)
+                plan = (fd, tuple(dt.type(v) for v in prm), red, spec.extra.get("validate"),
+                        f"{spec.name}.{pass_name}")
+            if len(self._plans) >= api.MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        if plan is False:
+            return None
+        fd, prm, red, validate, name = plan
+        p, t = pred.reshape(-1), target.reshape(-1)
+        if validate is not None:
+            validate(name, p, t)
+        n = p.size
+        if red == "mean":
+            divisor = n
+        elif red == "batchmean":
+            divisor = pred.shape[0] if pred.ndim else 1
+        else:
+            divisor = 1
+        g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
+        per = np.empty_like(pred) if red == "none" else None
+        total = _elementwise_terms(spec, fd, prm, p, t, None, None,
+                                   None if g is None else g.reshape(-1),
+                                   None if per is None else per.reshape(-1), 1.0 / divisor)
+        loss = per if per is not None else np.array(total / divisor, dt)
+        return loss if g is None else (loss, g)
 
 
 api.OP_CLASSES["loss"] = LossOp
