@@ -244,6 +244,36 @@ def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
         np.testing.assert_allclose(fa.mse(p, t), np.mean((p - t) ** 2), rtol=1e-14)
 
 
+TRANSCENDENTAL = [s.name for s in LOSSES if s.transcendental and s.name not in ROWWISE]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", TRANSCENDENTAL)
+def test_transcendental_loss_kernels_are_vectorized(name, dtype):
+    """The value_and_grad loop of each transcendental elementwise loss (default
+    options) is packed arithmetic on full vectors, with no scalar math calls:
+    the kernel calls its scalar, which LLVM must inline for that."""
+    import re
+    from fastact.cpu.jit import KernelPair
+    from fastact.losses import kernels, op as loss_op
+    spec = fa.REGISTRY[name]
+    fd, prm = spec.extra["scalar"](loss_op.bind_options(spec, {}), "mean")
+    pair = KernelPair(kernels.elementwise_template(fd, 0, False, True, "reduce", len(prm),
+                                                   True), interleave=kernels.INTERLEAVE,
+                      cache=False)     # (Numba shows no assembly for cached kernels)
+    p = np.linspace(0.1, 0.9, 100).astype(dtype)
+    e = np.empty(0, dtype)
+    pair.serial(p, p, e, e, np.empty_like(p), e, np.empty(1), dtype(1.0),
+                tuple(dtype(v) for v in prm))
+    asm = "\n".join(pair.serial.inspect_asm().values())
+    suffix = "ps" if dtype == np.float32 else "pd"
+    # (products: the float64 sum of the terms has packed additions of its own)
+    packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|div)\w*{suffix}\s+[^\n]*%[yz]mm", asm)
+    assert len(packed) >= 8, f"{name}: no packed {suffix} products on ymm/zmm registers"
+    calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh|pow)", asm, flags=re.I)
+    assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
+
+
 # ------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("name", NAMES)

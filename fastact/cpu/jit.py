@@ -224,7 +224,8 @@ _wide_hint = always_inline(_wide_hint)
 _ADAPTERS: dict = {}
 
 
-def inline_scalar(f, nparams: int, ninputs: int = 1, wide: bool = False):
+def inline_scalar(f, nparams: int, ninputs: int = 1, wide: bool = False,
+                  ir_level: bool = True):
     """g(x0, ..., p) = f(x0, ..., *p) for a parameter tuple p of length nparams, inlined.
 
     Numba inlines the scalar into the kernel at IR level (inline="always"), so
@@ -232,15 +233,19 @@ def inline_scalar(f, nparams: int, ninputs: int = 1, wide: bool = False):
     (gelu with its erfc, the log1p of a cross-entropy); Numba cannot inline a
     call written f(x, *p), hence the fixed-arity adapter.  The scalar itself is
     left as it is for the CUDA target and for plain calls.  wide: the kernel
-    prefers 512-bit vectors (``prefer_wide_vectors``).
+    prefers 512-bit vectors (``prefer_wide_vectors``).  ir_level=False: the
+    adapter calls f itself, which LLVM must inline (a ``mathlib.helper``).
     """
-    key = (f, nparams, ninputs, wide)
+    key = (f, nparams, ninputs, wide, ir_level)
     if key in _ADAPTERS:
         return _ADAPTERS[key]
-    fi = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
-                            f.__closure__)
-    fi.__qualname__ = f.__qualname__ + "_inline"
-    fi = always_inline(fi)
+    if ir_level:
+        fi = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                                f.__closure__)
+        fi.__qualname__ = f.__qualname__ + "_inline"
+        fi = always_inline(fi)
+    else:
+        fi = f
     xs = ", ".join(f"x{k}" for k in range(ninputs))
     ps = "".join(f", p[{k}]" for k in range(nparams))
     namespace = {"fi": fi, "_wide_hint": _wide_hint}
