@@ -89,6 +89,13 @@ def always_inline(fn):
     return fn
 
 
+def cpu_inline(fn):
+    """Register fn for CPU kernels only, inlined by LLVM (``forceinline``): the
+    kernel templates' copies of op scalars (``cpu.jit.inline_scalar``)."""
+    overload(fn, target="cpu", strict=False, jit_options=_FORCEINLINE)(_itself(fn))
+    return fn
+
+
 def helper(fn):
     """Register fn as a jitable helper that LLVM always inlines into its caller.
 
