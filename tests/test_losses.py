@@ -458,6 +458,32 @@ def test_sigmoid_bce_infinite_logits_are_finite():
     np.testing.assert_array_equal(grad, [0, 0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_bce_range_check_finds_one_bad_element(dtype):
+    """binary_cross_entropy raises for any prediction or target outside [0, 1]
+    (one element in a large array is enough: the parallel check), naming the
+    first; NaN is not out of range (it propagates), and nothing is written."""
+    n = 3 * PARALLEL_MIN + 11
+    p = np.full(n, 0.5, dtype)
+    t = np.linspace(0, 1, n).astype(dtype)
+    for arr, bad, what in ((p, 1.5, "probabilities"), (t, -1e-30, "targets"),
+                           (p, -0.0 - 1e-7, "probabilities"), (t, np.inf, "targets")):
+        for k in (0, n // 2, n - 1):
+            a, b = p.copy(), t.copy()
+            (a if arr is p else b)[k] = bad
+            keep = a.copy()
+            with pytest.raises(ValueError, match=f"{what} must be in .* at flat index {k}"):
+                fa.binary_cross_entropy.value_and_grad(a, b, out=a)
+            np.testing.assert_array_equal(a, keep)
+    a, b = p.copy(), t.copy()
+    a[7] = np.nan
+    b[n // 3] = np.nan
+    loss, grad = fa.binary_cross_entropy.value_and_grad(a, b)
+    assert np.isnan(loss) and np.isnan(grad[7]) and np.isnan(grad[n // 3])
+    loss, _ = fa.binary_cross_entropy.value_and_grad(p, t)     # 0 and 1 are in range
+    assert np.isfinite(loss)
+
+
 def test_bce_log_clamp():
     p = np.array([0.0, 1.0, 0.0, 1.0])
     t = np.array([1.0, 0.0, 0.0, 1.0])

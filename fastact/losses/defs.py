@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ..registry import OpSpec, Param, register
-from . import scalars as S
+from . import kernels, scalars as S
 
 RED = ("mean", "sum", "none")
 
@@ -64,7 +64,7 @@ def _smoothing_check(op, opts):
 
 
 def _bce_validate(name, p, t):
-    if t.size:
+    if t.size and kernels.any_outside_unit(p.reshape(-1), t.reshape(-1)):
         tmin, tmax = np.min(t), np.max(t)
         if tmin < 0 or tmax > 1:
             bad = int(np.flatnonzero((t < 0) | (t > 1))[0])

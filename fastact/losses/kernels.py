@@ -318,3 +318,29 @@ def check_labels(y, n_classes, ign, w64, weighted):
         count += 1
         wsum += w64[v] if weighted else 1.0
     return -1, count, wsum
+
+
+# ------------------------------------------------------------ range checks
+
+def _count_outside_unit(p, t, counts):
+    """counts[b] = elements of block b of p and of t outside [0, 1] (NaN is not
+    counted): one parallel pass over both arrays."""
+    n = p.size
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        pb, tb = p[lo:hi], t[lo:hi]
+        c = 0
+        for i in range(pb.size):
+            c += (pb[i] < 0) | (pb[i] > 1) | (tb[i] < 0) | (tb[i] > 1)
+        counts[b] = c
+
+
+_OUTSIDE_UNIT = KernelPair(_count_outside_unit)
+
+
+def any_outside_unit(p, t) -> bool:
+    """Whether an element of p or t (flat, same size and dtype) lies outside [0, 1]."""
+    counts = np.empty((p.size + BLOCK - 1) // BLOCK, np.int64)
+    _OUTSIDE_UNIT.get(p.size)(p, t, counts)
+    return bool(counts.any())
