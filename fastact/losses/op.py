@@ -311,7 +311,8 @@ def _run_cpu(spec, call, want_grad, g):
         p, t = call.pred.reshape(-1), call.target.reshape(-1)
         red = call.reduction
         if spec.name == "rmse" and red != "none":
-            return _run_rmse(call, want_grad, g, p, t)
+            value = _rmse(p, t, g.reshape(-1) if want_grad else None, red)
+            return call.container.wrap(np.array(value, dtype=call.result))
         fd, prm = spec.extra["scalar"](call.opts, red)
         aux = call.arrays.get("pos_weight")
         w = call.arrays.get("weight")
@@ -351,26 +352,26 @@ def _run_cpu(spec, call, want_grad, g):
     return _finish_loss(call, total=rl.sum())
 
 
-def _run_rmse(call, want_grad, g, p, t):
+def _rmse(p, t, gf, reduction):
+    """rmse of flat compute-dtype p, t ("mean": sqrt(sum z**2 / n), "sum":
+    sqrt(sum z**2)), as a float64; its gradient into gf unless that is None."""
     from .scalars import mse_lg, rmse_grad_lg
     n = p.size
-    dt = call.compute.type
-    empty = np.empty(0, call.compute)
-    nb = (n + kernels.BLOCK - 1) // kernels.BLOCK
-    partial = np.empty(nb, np.float64)
+    dt = p.dtype.type
+    empty = p[:0]
+    partial = np.empty((n + kernels.BLOCK - 1) // kernels.BLOCK, np.float64)
     kernels.elementwise_kernel(mse_lg, 0, False, False, "reduce", 0).get(n)(
         p, t, empty, empty, empty, empty, partial, dt(1.0), ())
     ss = partial.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.sqrt(ss / n) if call.reduction == "mean" else np.sqrt(ss)
+        value = np.sqrt(ss / n) if reduction == "mean" else np.sqrt(ss)
         # d rmse / d p_i = z_i / (n rmse)  (mean)  or  z_i / rmse  (sum); 0 where rmse is 0
-        c = 0.0 if value == 0 else 1.0 / (value * (n if call.reduction == "mean" else 1.0))
-    if want_grad:
-        gf = g.reshape(-1)
+        c = 0.0 if value == 0 else 1.0 / (value * (n if reduction == "mean" else 1.0))
+    if gf is not None:
         kernels.elementwise_kernel(rmse_grad_lg, 0, False, True, "skip", 0,
                                    stream=_streams(gf)).get(n)(
             p, t, empty, empty, gf, empty, partial, dt(c), ())
-    return call.container.wrap(np.array(value, dtype=call.result))
+    return value
 
 
 # ------------------------------------------------------------ the public object
@@ -422,7 +423,7 @@ class LossOp(api.Op):
         option values).  None where any of that does not hold (the general
         path then handles the call, errors included)."""
         spec = self.spec
-        if spec.extra["family"] != "elementwise" or spec.name == "rmse":
+        if spec.extra["family"] != "elementwise":
             return None
         dt = api.plain_dtype((pred, target))
         if dt is None or pred.size == 0:
@@ -458,6 +459,9 @@ class LossOp(api.Op):
         else:
             divisor = 1
         g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
+        if spec.name == "rmse" and red != "none":
+            loss = np.array(_rmse(p, t, None if g is None else g.reshape(-1), red), dt)
+            return loss if g is None else (loss, g)
         per = np.empty_like(pred) if red == "none" else None
         total = _elementwise_terms(spec, fd, prm, p, t, None, None,
                                    None if g is None else g.reshape(-1),
