@@ -194,22 +194,26 @@ def test_numpy_backend_agrees(name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", NAMES)
 def test_plain_call_path_matches_general_path(name, dtype):
-    """Elementwise losses called on NumPy arrays with no out= and no backend take
-    a short path; it must give what the general path (taken with an explicit
-    backend) gives, bit for bit, in container, dtype and shape too."""
+    """Losses called on NumPy arrays with no out= and no backend take a short
+    path; it must give what the general path (taken with an explicit backend)
+    gives, bit for bit, in container, dtype and shape too."""
     rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
     op = getattr(fa, name)
     opts = [o for o in OPTIONS.get(name, [{}]) if "weight" not in o and "pos_weight" not in o]
+    if any(p.name == "axis" for p in op.spec.params):
+        opts = opts + [{"axis": -1}]
     for reduction in reductions(name):
         for o in opts:
             pred, target = inputs(name, rng, (3, 37), dtype)
-            for args in ((pred, target), (pred[0], target[0])):
-                plain = op.value_and_grad(*args, reduction=reduction, **o)
-                general = op.value_and_grad(*args, reduction=reduction, backend="cpu", **o)
-                plain += (op(*args, reduction=reduction, **o),)
-                general += (op(*args, reduction=reduction, backend="cpu", **o),)
+            for args in ((pred, target), (pred[0], target[0]),
+                         inputs(name, rng, (2, 3, 5), dtype)):
+                kw = materialize(o, args[0], args[1], rng, dtype)
+                plain = op.value_and_grad(*args, reduction=reduction, **kw)
+                general = op.value_and_grad(*args, reduction=reduction, backend="cpu", **kw)
+                plain += (op(*args, reduction=reduction, **kw),)
+                general += (op(*args, reduction=reduction, backend="cpu", **kw),)
                 for a, b in zip(plain, general):
                     assert type(a) is np.ndarray and a.dtype == dtype and a.shape == b.shape
                     np.testing.assert_array_equal(a, b)
@@ -242,6 +246,20 @@ def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
         fa.mse(p, t[:10])
     with fa.use_backend("numpy"):
         np.testing.assert_allclose(fa.mse(p, t), np.mean((p - t) ** 2), rtol=1e-14)
+    # row-wise losses: the same checks of labels and shapes; another class axis
+    # goes the general way
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    ce = fa.sparse_softmax_cross_entropy
+    with pytest.raises(ValueError, match="label 4 at row 1"):
+        ce(x, np.array([0, 4, 1]))
+    with pytest.raises(TypeError, match="integers"):
+        ce(x, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="labels have shape"):
+        ce(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match="0-d"):
+        ce(np.float64(1.0) * np.ones(()), np.array(0))
+    np.testing.assert_array_equal(ce(x, np.array([0, 1, 2, 0]), axis=0),
+                                  ce(x.T.copy(), np.array([0, 1, 2, 0])))
 
 
 TRANSCENDENTAL = [s.name for s in LOSSES if s.transcendental and s.name not in ROWWISE]

@@ -423,10 +423,9 @@ class LossOp(api.Op):
         option values).  None where any of that does not hold (the general
         path then handles the call, errors included)."""
         spec = self.spec
-        if spec.extra["family"] != "elementwise":
-            return None
-        dt = api.plain_dtype((pred, target))
-        if dt is None or pred.size == 0:
+        rows = spec.extra["family"] != "elementwise"
+        dt = api.plain_dtype((pred,) if rows else (pred, target))
+        if dt is None or pred.size == 0 or rows and type(target) is not np.ndarray:
             return None
         key = (pass_name, dt, *options.items())
         try:
@@ -437,6 +436,8 @@ class LossOp(api.Op):
             opts = bind_options(spec, options)
             if opts.get("weight") is not None or opts.get("pos_weight") is not None:
                 plan = False
+            elif rows:
+                plan = opts
             else:
                 red = opts["reduction"]
                 fd, prm = spec.extra["scalar"](opts, red)
@@ -447,6 +448,8 @@ class LossOp(api.Op):
             self._plans[key] = plan
         if plan is False:
             return None
+        if rows:
+            return self._run_plain_rows(pass_name, pred, target, plan)
         fd, prm, red, validate, name = plan
         p, t = pred.reshape(-1), target.reshape(-1)
         if validate is not None:
@@ -468,6 +471,19 @@ class LossOp(api.Op):
                                    None if per is None else per.reshape(-1), 1.0 / divisor)
         loss = per if per is not None else np.array(total / divisor, dt)
         return loss if g is None else (loss, g)
+
+
+    def _run_plain_rows(self, pass_name, pred, target, opts):
+        """The common call of a row-wise loss (classes on the last axis): the
+        inputs are checked and converted as on the general path, the rest of
+        its Python work skipped."""
+        if opts.get("axis", -1) not in (-1, pred.ndim - 1):
+            return None
+        call = prepare_call(self.spec, pass_name, pred, target, opts)
+        want_grad = pass_name == "value_and_grad"
+        g = streaming.empty(call.pred.shape, call.compute) if want_grad else None
+        loss = _run_cpu(self.spec, call, want_grad, g)
+        return (loss, g) if want_grad else loss
 
 
 api.OP_CLASSES["loss"] = LossOp
