@@ -103,7 +103,7 @@ class ElementwiseOp(Op):
         dt = plain_dtype(inputs)
         if dt is None or pass_name == "backward_from_output":
             return None
-        key = (pass_name, dt, *params.items())
+        key = plan_key(pass_name, dt, params)
         try:
             plan = self._plans.get(key)
         except TypeError:               # an unhashable parameter value
@@ -128,6 +128,14 @@ class ElementwiseOp(Op):
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # plans an elementwise op or loss keeps (pass, dtype and parameter values each)
 MAX_PLANS = 64
+
+
+def plan_key(pass_name, dtype, params: dict) -> tuple:
+    """The key of a short-path plan: pass, dtype, and each keyword with its
+    value and the value's type (True == 1.0 and hashes alike, but only one of
+    them passes the argument checks).  Hashing it raises TypeError for an
+    unhashable value."""
+    return (pass_name, dtype, *((k, type(v), v) for k, v in params.items()))
 
 
 def plain_dtype(inputs):

@@ -232,6 +232,14 @@ def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
         fa.mse(p, t, reduction="max")
     with pytest.raises(TypeError, match="unexpected keyword"):
         fa.mse(p, t, delta=1.0)
+    # a plan for a value does not serve another of another type that compares
+    # equal to it (True == 1.0): the argument checks still run
+    fa.huber(p, t, delta=1.0)
+    with pytest.raises(TypeError, match="real number"):
+        fa.huber(p, t, delta=True)
+    fa.kl_divergence(p, t, log_target=True)
+    with pytest.raises(ValueError, match="log_target"):
+        fa.kl_divergence(p, t, log_target=1)
     # weights, empty inputs, float16, mixed dtypes, non-contiguous: the general path
     w = np.full(40, 2.0)
     np.testing.assert_allclose(bce(p, t, weight=w), 2 * bce(p, t), rtol=1e-15)

@@ -427,7 +427,7 @@ class LossOp(api.Op):
         dt = api.plain_dtype((pred,) if rows else (pred, target))
         if dt is None or pred.size == 0 or rows and type(target) is not np.ndarray:
             return None
-        key = (pass_name, dt, *options.items())
+        key = api.plan_key(pass_name, dt, options)
         try:
             plan = self._plans.get(key)
         except TypeError:               # an unhashable option value (an array)
