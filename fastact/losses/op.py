@@ -104,18 +104,22 @@ def prepare_call(spec, pass_name, pred, target, opts) -> LossCall:
     validate = spec.extra.get("validate")
     if validate is not None:
         validate(name, p, t)
-    n = p.size
     reduction = opts["reduction"]
-    if reduction == "mean":
-        divisor = float(n)
-    elif reduction == "batchmean":
-        divisor = float(a.shape[0]) if a.ndim else 1.0
-    else:
-        divisor = 1.0
+    divisor = _divisor(reduction, a.shape)
     return LossCall(family=family, name=name, pred=p, target=t, arrays=extra_arrays,
                     shape=a.shape, compute=compute, result=result, container=container,
                     originals=(a, b), reduction=reduction, divisor=divisor, opts=opts,
                     moved_axis=None)
+
+
+def _divisor(reduction, shape) -> float:
+    """What an elementwise loss's sum is divided by: the number of elements
+    ("mean"), the batch size ("batchmean"; 1 for a 0-d input), else 1."""
+    if reduction == "mean":
+        return float(math.prod(shape))
+    if reduction == "batchmean":
+        return float(shape[0]) if shape else 1.0
+    return 1.0
 
 
 def _class_axis(spec, name, a, opts):
@@ -388,15 +392,15 @@ class LossOp(api.Op):
     per-sample losses.
     """
 
+    def __init__(self, spec):
+        super().__init__(spec)
+        self._plans = {}
+
     def __call__(self, pred, target, *, backend=None, **options):
         return self._run("forward", pred, target, None, backend, options)
 
     def value_and_grad(self, pred, target, *, out=None, backend=None, **options):
         return self._run("value_and_grad", pred, target, out, backend, options)
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        self._plans = {}
 
     def _run(self, pass_name, pred, target, out, backend, options):
         if out is None and backend is None:
@@ -416,12 +420,12 @@ class LossOp(api.Op):
         return run_host(self.spec, pass_name, call, b, out)
 
     def _run_plain(self, pass_name, pred, target, options):
-        """The common call of an elementwise loss, with little Python work:
-        NumPy float32/float64 C-contiguous prediction and target of one dtype
-        and shape, at least one element, no out=, default backend on the CPU,
-        no weight arrays, options seen before (a plan per pass, dtype and
-        option values).  None where any of that does not hold (the general
-        path then handles the call, errors included)."""
+        """The common call, with little Python work: a NumPy float32/float64
+        C-contiguous prediction with at least one element, a NumPy target (of
+        the same dtype and shape for elementwise losses), no out=, default
+        backend on the CPU, no weight arrays, options seen before (a plan per
+        pass, dtype and option values).  None where any of that does not hold
+        (the general path then handles the call, errors included)."""
         spec = self.spec
         rows = spec.extra["family"] != "elementwise"
         dt = api.plain_dtype((pred,) if rows else (pred, target))
@@ -454,13 +458,7 @@ class LossOp(api.Op):
         p, t = pred.reshape(-1), target.reshape(-1)
         if validate is not None:
             validate(name, p, t)
-        n = p.size
-        if red == "mean":
-            divisor = n
-        elif red == "batchmean":
-            divisor = pred.shape[0] if pred.ndim else 1
-        else:
-            divisor = 1
+        divisor = _divisor(red, pred.shape)
         g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
         if spec.name == "rmse" and red != "none":
             loss = np.array(_rmse(p, t, None if g is None else g.reshape(-1), red), dt)
@@ -471,7 +469,6 @@ class LossOp(api.Op):
                                    None if per is None else per.reshape(-1), 1.0 / divisor)
         loss = per if per is not None else np.array(total / divisor, dt)
         return loss if g is None else (loss, g)
-
 
     def _run_plain_rows(self, pass_name, pred, target, opts):
         """The common call of a row-wise loss (classes on the last axis): the
