@@ -82,7 +82,6 @@ def main(argv):
 
     import fastact  # noqa: F401
     from fastact.cuda import argmax, core, elementwise, gated, loss, maxout, prelu, rowwise
-    from fastact.losses import scalars as LS
     from fastact.registry import REGISTRY
 
     assert not core.SIM
@@ -188,8 +187,9 @@ def main(argv):
                 for extra, red in variants:
                     opts = {p.name: p.default for p in spec.params}
                     opts.update(extra)
-                    if spec.name == "rmse":
-                        fds = [(LS.mse_lg, (), False, "reduce"), (LS.rmse_grad_lg, (), True, "skip")]
+                    two_pass = spec.extra["two_pass"]
+                    if two_pass is not None:
+                        fds = [(two_pass.terms, (), False, "reduce"), (two_pass.grad, (), True, "skip")]
                     else:
                         fd, prm = spec.extra["scalar"](opts, red)
                         fds = [(fd, prm, True, "reduce")]

@@ -21,8 +21,9 @@ Kernels, all from the loss package's definitions:
   function as the CPU template; ``_element`` applies weights and pos_weight),
   writing the gradient times the reduction's scale, and summing the
   loss terms per thread, then per block (``reduce.block_sum``); one small
-  single-block kernel sums the block partials.  rmse: that sum first, then a
-  second grid-stride pass for the gradient (``rmse_grad_lg``), as on the CPU.
+  single-block kernel sums the block partials.  Two-pass losses (rmse,
+  ``losses.defs.TwoPass``): that sum first, then a second grid-stride pass
+  for the gradient, as on the CPU.
 * sparse / dense softmax cross-entropy and nll: one block per row (grid-stride
   over rows) of the (outer, C, inner) view of the logits, so no axis is moved on
   the device.  Pass 1: per thread an online (max, sum of exp) in the compute
@@ -45,7 +46,6 @@ from numba import cuda, types
 
 from .. import api, dispatch
 from ..losses import op as lop
-from ..losses import scalars as S
 from ..mathlib import exp, lit, log, tanh
 from . import core
 from .reduce import SLOTS, block_max, block_softmax_stats, block_sum, block_sum2
@@ -592,7 +592,8 @@ def _compute(spec, dc, g, total=None):
     None for a new one.
 
     Returns ("total", device (1,) array with the undivided sum), ("per", device
-    array of per-sample losses), or ("value", host float64 value) for rmse.
+    array of per-sample losses), or ("value", host float64 value) for a two-pass
+    loss (rmse).
     """
     ct = dc.compute.type
     want_grad = g is not None
@@ -603,8 +604,9 @@ def _compute(spec, dc, g, total=None):
         p, t = core.flat(dc.pred), core.flat(dc.target)
         n = p.size
         gf = core.flat(g) if want_grad else empty
-        if spec.name == "rmse" and red != "none":
-            return _rmse(dc, p, t, gf, want_grad)
+        two_pass = spec.extra["two_pass"]
+        if two_pass is not None and red != "none":
+            return _two_pass(two_pass, dc, p, t, gf, want_grad)
         fd, prm = spec.extra["scalar"](dc.opts, red)
         aux = dc.arrays.get("pos_weight")
         w = dc.arrays.get("weight")
@@ -676,7 +678,9 @@ def _finish(partial, ran, dc, total=None):
     return total
 
 
-def _rmse(dc, p, t, gf, want_grad):
+def _two_pass(two_pass, dc, p, t, gf, want_grad):
+    """A two-pass loss (``losses.defs.TwoPass``): the terms summed, the value and
+    gradient scale on the host, then the gradient pass."""
     n = p.size
     ct = dc.compute.type
     empty = _empty(dc.compute)
@@ -685,18 +689,16 @@ def _rmse(dc, p, t, gf, want_grad):
         blocks, threads = core.grid(n)
         partial = core.device_empty((blocks,), dc.compute)
         core.launch(
-            elementwise_kernel(S.mse_lg, 0, False, False, "reduce", dc.compute), blocks, threads,
-            p, t, empty, empty, empty, empty, partial, ct(1.0), ())
+            elementwise_kernel(two_pass.terms, 0, False, False, "reduce", dc.compute),
+            blocks, threads, p, t, empty, empty, empty, empty, partial, ct(1.0), ())
         ss = float(_finish(partial, True, SimpleNamespace(compute=dc.compute))
                    .copy_to_host()[0])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.sqrt(np.float64(ss) / n) if dc.reduction == "mean" else np.sqrt(ss)
-        c = 0.0 if value == 0 else 1.0 / (value * (n if dc.reduction == "mean" else 1.0))
+    value, scale = two_pass.finish(ss, n, dc.reduction)
     if want_grad and n:
         blocks, threads = core.grid(n)
         core.launch(
-            elementwise_kernel(S.rmse_grad_lg, 0, False, True, "skip", dc.compute),
-            blocks, threads, p, t, empty, empty, gf, empty, empty, ct(c), ())
+            elementwise_kernel(two_pass.grad, 0, False, True, "skip", dc.compute),
+            blocks, threads, p, t, empty, empty, gf, empty, empty, ct(scale), ())
     return "value", value
 
 

@@ -5,6 +5,7 @@ giving the per-element (or per-row) loss and its gradient, then the reduction.
 They receive the converted arrays of ``fastact.losses.op.prepare_call``.
 """
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -196,6 +197,26 @@ def _np_focal(x, t, c):
     return v.astype(x.dtype), d.astype(x.dtype)
 
 
+class TwoPass(NamedTuple):
+    """A loss whose reduced value is a function of the sum of per-element terms
+    and whose gradient is scaled by a factor that depends on that value: one
+    pass sums ``terms``, ``finish`` gives the value and the scale, a second
+    pass writes ``grad`` times the scale.  (Reduction 'none' takes the loss's
+    ordinary one-pass scalar.)"""
+    terms: Callable       # (p, t) -> (term, unused)
+    grad: Callable        # (p, t) -> (unused, gradient before scaling)
+    finish: Callable      # (float64 sum, n, reduction) -> (float64 value, gradient scale)
+
+
+def _rmse_finish(ss, n, reduction):
+    """sqrt(ss / n) ('mean') or sqrt(ss) ('sum'), and d rmse / d z_i = z_i times
+    1 / (n rmse) resp. 1 / rmse: 0 where rmse is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.sqrt(np.float64(ss) / n) if reduction == "mean" else np.sqrt(np.float64(ss))
+        scale = 0.0 if value == 0 else 1.0 / (value * (n if reduction == "mean" else 1.0))
+    return value, scale
+
+
 def _np_rmse(call, want_grad):
     p, t = call.pred, call.target
     z = p - t
@@ -366,8 +387,9 @@ def _fixed(fd, *names):
 
 def _loss(name, doc, scalar, numpy, params=(), reduction="mean", family="elementwise",
           example=_regression_example, check=None, validate=None, reductions=RED,
-          transcendental=False):
-    extra = dict(family=family, scalar=scalar, check=check, validate=validate)
+          transcendental=False, two_pass=None):
+    extra = dict(family=family, scalar=scalar, check=check, validate=validate,
+                 two_pass=two_pass)
     ps = (Param("reduction", reduction, choices=reductions),) + tuple(params)
     register(OpSpec(name=name, kind="loss", doc=doc + _COMMON.format(n=name), params=ps,
                     numpy=numpy, passes=_PASSES, example=example, extra=extra,
@@ -381,7 +403,7 @@ _loss("mse", f"Mean squared error: sum or mean of z**2, {_Z};  gradient 2 z (/ n
 _loss("rmse", f"Root mean squared error: sqrt(mean(z**2)) ('mean'), sqrt(sum(z**2)) ('sum'), "
       f"|z| per element ('none'), {_Z}.  Gradient z / (n rmse) (resp. z / rmse, sign z); "
       "0 where the loss is 0.  Two passes (the scale needs the total first).",
-      _fixed(S.mae_lg), _np_rmse)
+      _fixed(S.mae_lg), _np_rmse, two_pass=TwoPass(S.mse_lg, S.rmse_grad_lg, _rmse_finish))
 _loss("mae", f"Mean absolute error: |z|, {_Z};  gradient sign(z) (0 at z = 0 and, as in "
       "PyTorch, at z = NaN).", _fixed(S.mae_lg), _elementwise_numpy(_np_mae))
 _loss("l1", f"L1 loss, reduction 'sum' by default: sum |z|, {_Z};  gradient sign(z).",

@@ -314,8 +314,9 @@ def _run_cpu(spec, call, want_grad, g):
     if fam == "elementwise":
         p, t = call.pred.reshape(-1), call.target.reshape(-1)
         red = call.reduction
-        if spec.name == "rmse" and red != "none":
-            value = _rmse(p, t, g.reshape(-1) if want_grad else None, red)
+        two_pass = spec.extra["two_pass"]
+        if two_pass is not None and red != "none":
+            value = _two_pass(two_pass, p, t, g.reshape(-1) if want_grad else None, red)
             return call.container.wrap(np.array(value, dtype=call.result))
         fd, prm = spec.extra["scalar"](call.opts, red)
         aux = call.arrays.get("pos_weight")
@@ -356,25 +357,20 @@ def _run_cpu(spec, call, want_grad, g):
     return _finish_loss(call, total=rl.sum())
 
 
-def _rmse(p, t, gf, reduction):
-    """rmse of flat compute-dtype p, t ("mean": sqrt(sum z**2 / n), "sum":
-    sqrt(sum z**2)), as a float64; its gradient into gf unless that is None."""
-    from .scalars import mse_lg, rmse_grad_lg
+def _two_pass(two_pass, p, t, gf, reduction):
+    """The reduced value (float64) of a two-pass loss (``defs.TwoPass``) of
+    flat compute-dtype p, t; its gradient into gf unless that is None."""
     n = p.size
     dt = p.dtype.type
     empty = p[:0]
     partial = np.empty((n + kernels.BLOCK - 1) // kernels.BLOCK, np.float64)
-    kernels.elementwise_kernel(mse_lg, 0, False, False, "reduce", 0).get(n)(
+    kernels.elementwise_kernel(two_pass.terms, 0, False, False, "reduce", 0).get(n)(
         p, t, empty, empty, empty, empty, partial, dt(1.0), ())
-    ss = partial.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.sqrt(ss / n) if reduction == "mean" else np.sqrt(ss)
-        # d rmse / d p_i = z_i / (n rmse)  (mean)  or  z_i / rmse  (sum); 0 where rmse is 0
-        c = 0.0 if value == 0 else 1.0 / (value * (n if reduction == "mean" else 1.0))
+    value, scale = two_pass.finish(partial.sum(), n, reduction)
     if gf is not None:
-        kernels.elementwise_kernel(rmse_grad_lg, 0, False, True, "skip", 0,
+        kernels.elementwise_kernel(two_pass.grad, 0, False, True, "skip", 0,
                                    stream=_streams(gf)).get(n)(
-            p, t, empty, empty, gf, empty, partial, dt(c), ())
+            p, t, empty, empty, gf, empty, partial, dt(scale), ())
     return value
 
 
@@ -460,8 +456,10 @@ class LossOp(api.Op):
             validate(name, p, t)
         divisor = _divisor(red, pred.shape)
         g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
-        if spec.name == "rmse" and red != "none":
-            loss = np.array(_rmse(p, t, None if g is None else g.reshape(-1), red), dt)
+        two_pass = spec.extra["two_pass"]
+        if two_pass is not None and red != "none":
+            loss = np.array(_two_pass(two_pass, p, t, None if g is None else g.reshape(-1), red),
+                            dt)
             return loss if g is None else (loss, g)
         per = np.empty_like(pred) if red == "none" else None
         total = _elementwise_terms(spec, fd, prm, p, t, None, None,
