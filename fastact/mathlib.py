@@ -260,6 +260,10 @@ log1p_unit = _np1(np.log1p)
 log1p_unit.__doc__ = ("log(1 + x) for x in [0, 1] (NaN kept; other x: unspecified on the CPU),\n"
                       "cheaper than log1p there: log1p(exp(-|x|)) in softplus and its kin.")
 log1p_unit.__name__ = "log1p_unit"
+log1m_unit = _np1(lambda x: np.log1p(-x))
+log1m_unit.__doc__ = ("log(1 - x) for x in [0, 1] (NaN kept; other x: unspecified on the CPU),\n"
+                      "exact near 0 and cheaper than log1p(-x) there: binary cross-entropy.")
+log1m_unit.__name__ = "log1m_unit"
 tanh = _np1(np.tanh)
 tanh.__doc__ = "Hyperbolic tangent."
 tanh.__name__ = "tanh"
@@ -326,7 +330,8 @@ def expm1_neg_abs(x):
         return np.expm1(-abs(x)) + type(x)(0.0)
 
 
-MATH_FUNCTIONS = ("exp", "exp_neg_abs", "expm1_neg_abs", "expm1", "log", "log1p", "log1p_unit", "tanh", "erfc",
+MATH_FUNCTIONS = ("exp", "exp_neg_abs", "expm1_neg_abs", "expm1", "log", "log1p", "log1p_unit",
+                  "log1m_unit", "tanh", "erfc",
                   "erfcx", "normal_pdf")
 
 

@@ -18,6 +18,7 @@ inside the bounds:
     log             7.7e-08   2.2e-16
     log1p           1.3e-07   2.2e-16
     log1p_unit      2.4e-07   4.4e-16   (its domain [0, 1])
+    log1m_unit      1.2e-07   2.2e-16   (its domain [0, 1])
     tanh            1.6e-07   5.3e-16
     erfc            2.6e-07   3.9e-16
     erfcx           3.4e-07   8.7e-16
@@ -94,13 +95,14 @@ def _erfcx64(v):
 
 _NP64 = {"exp": np.exp, "exp_neg_abs": lambda v: np.exp(-np.abs(v)),
          "expm1_neg_abs": lambda v: np.expm1(-np.abs(v)), "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p,
+         "log1m_unit": lambda v: np.log1p(-v),
          "tanh": np.tanh, "erfc": np.frompyfunc(math.erfc, 1, 1),
          "erfcx": np.frompyfunc(_erfcx64, 1, 1),
          # (a float32 x squares exactly in float64)
          "normal_pdf": lambda v: np.exp(-0.5 * v * v) / np.sqrt(2 * np.pi)}
 _MP = {"exp": mpmath.exp, "exp_neg_abs": lambda v: mpmath.exp(-abs(v)),
        "expm1_neg_abs": lambda v: mpmath.expm1(-abs(v)), "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
-       "log1p_unit": mpmath.log1p,
+       "log1p_unit": mpmath.log1p, "log1m_unit": lambda v: mpmath.log1p(-v),
        "tanh": mpmath.tanh, "erfc": mpmath.erfc,
        # exp(v*v) erfc(v) loses ~log2(v*v) of the 100 bits (v*v's rounding
        # enters exp's argument): beyond 1e4, three terms of the asymptotic
@@ -115,7 +117,7 @@ def _mp_scalar(name, v):
         return math.nan
     if name == "log" and v < 0 or name == "log1p" and v < -1:
         return math.nan
-    if name == "log" and v == 0 or name == "log1p" and v == -1:
+    if name == "log" and v == 0 or name == "log1p" and v == -1 or name == "log1m_unit" and v == 1:
         return -math.inf
     with mpmath.workprec(100):
         r = _MP[name](mpmath.mpf(v))
@@ -166,9 +168,12 @@ def sample(name, dt, n, rng):
     elif name == "log1p":
         parts += [_logu(rng, 0, e_max, n), rng.uniform(-1, 1, n), -1 + _logu(rng, -60, -1, n)]
         edges = [-1.0, math.sqrt(0.5) - 1, math.sqrt(2) - 1, float(fi.max)]
-    elif name == "log1p_unit":      # its domain: [0, 1]
+    elif name in ("log1p_unit", "log1m_unit"):      # their domain: [0, 1]
         parts = [_logu(rng, e_min, 0, 2 * n), rng.uniform(0, 1, 2 * n)]
         edges = [0.0, 1.0, 0.5, float(fi.tiny), float(fi.smallest_subnormal)]
+        if name == "log1m_unit":     # near 1 too, where the result is large
+            parts.append(1 - _logu(rng, -60, -1, n))
+            edges += [float(fi.eps) / 2, 1 - float(fi.eps) / 2, 1 - float(fi.eps)]
     elif name == "tanh":
         parts += [rng.uniform(-25, 25, n), rng.uniform(-1, 1, n)]
         edges = [0.5493, 0.625, 9.0, 19.1]
@@ -190,7 +195,7 @@ def sample(name, dt, n, rng):
         raise KeyError(name)
     x = np.concatenate(parts).astype(dt)
     # Each edge, its negation and a few float neighbours.
-    e = np.array(edges + ([] if name == "log1p_unit" else [-v for v in edges]), dtype=dt)
+    e = np.array(edges + ([] if name.endswith("_unit") else [-v for v in edges]), dtype=dt)
     near = []
     for v in e:  # (nextafter past +-max warns; the inf it gives is a fine input)
         lo = hi = v
@@ -199,7 +204,8 @@ def sample(name, dt, n, rng):
             lo = np.nextafter(lo, dt(-np.inf))
             hi = np.nextafter(hi, dt(np.inf))
             near += [lo, hi]
-    return np.concatenate([x, np.array(near, dtype=dt)])
+    x = np.concatenate([x, np.array(near, dtype=dt)])
+    return x[(x >= 0) & (x <= 1)] if name.endswith("_unit") else x
 
 
 @pytest.fixture(autouse=True)
@@ -274,6 +280,8 @@ SPECIALS = {
               (-1.0, "-inf"), (-2.0, "nan"), ("-max", "nan"), ("sub", "sub"), ("-sub", "-sub"),
               ("tiny", "tiny"), ("-tiny", "-tiny")],
     "log1p_unit": [(0.0, 0.0), (-0.0, -0.0), ("nan", "nan"), ("sub", "sub"), ("tiny", "tiny")],
+    "log1m_unit": [(0.0, 0.0), (-0.0, 0.0), (1.0, "-inf"), ("nan", "nan"), ("sub", "-sub"),
+                   ("tiny", "-tiny")],
     "tanh": [(0.0, 0.0), (-0.0, -0.0), ("inf", 1.0), ("-inf", -1.0), ("nan", "nan"),
              ("max", 1.0), ("-max", -1.0), (30.0, 1.0), (-30.0, -1.0), ("sub", "sub"),
              ("-sub", "-sub"), ("tiny", "tiny"), ("-tiny", "-tiny")],
@@ -435,7 +443,7 @@ def test_vectorized(name, dt):
 
 
 _LIBM_FUNCS = {"exp": math.exp, "expm1": math.expm1, "log": math.log, "log1p": math.log1p,
-               "log1p_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
+               "log1p_unit": math.log1p, "log1m_unit": math.log1p, "tanh": math.tanh, "erfc": math.erfc,
                "erfcx": math.erfc, "normal_pdf": math.exp, "exp_neg_abs": math.exp,
                "expm1_neg_abs": math.expm1}
 

@@ -58,6 +58,11 @@ log1p_unit
     (float64) with P(0) = 1: one division, no range reduction, no special
     cases (softplus, log-sigmoid and the losses built on them take log1p of
     exp(-|x|)).
+log1m_unit
+    log(1 - x) on [0, 1] only: log(u) + (q - x)/u, u = 1 - x rounded, q = 1 - u
+    (exact); q - x is u's rounding error, nonzero only for x < 1/2, where
+    1/u = 1 + q + q**2 + q**3 to far below its weight (q <= 1/2): one
+    division (log's), no denormal or negative arguments, two special cases.
 erfcx
     exp(x**2) erfc(x) for x >= 0, one division and no exponential.  float32:
     t R(t), t = 1/(1 + x/2), R one polynomial of degree 10 for the whole
@@ -494,6 +499,22 @@ def _build(F):
         return _sel(x != x, x, y)
 
     @register_jitable
+    def log1m_unit_(x):
+        u = ONE - x                          # in [0, 1]: 0 or a normal number
+        q = ONE - u                          # exact
+        k, m = _log_reduce(u)
+        f = m - ONE
+        hfsq = HALF * f * f
+        s = f / (TWO + f)
+        z = s * s
+        R = _log_r(z, z * z)
+        y = s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
+        # log(1 - x) = log(u + d) ~ log(u) + d/u, d = q - x
+        y = y + (q - x) * (ONE + q * (ONE + q * (ONE + q)))
+        y = _sel(u == ZERO, -INF, y)
+        return _sel(x != x, x, y)
+
+    @register_jitable
     def log1p_unit_(x):
         # 2s = x d, d = 2/(2 + x): x d keeps denormal x exact
         v = x * (TWO / (TWO + x))
@@ -625,6 +646,7 @@ def _build(F):
 
     return dict(exp=exp_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
                 normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
+                log1m_unit=log1m_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 

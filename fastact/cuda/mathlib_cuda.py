@@ -71,7 +71,14 @@ def _expm1_neg_abs(expm1, zero):
     return expm1_neg_abs
 
 
+def _log1m(log1p):
+    def log1m_unit(x):
+        return log1p(-x)
+    return log1m_unit
+
+
 _COMPOSED = {"exp_neg_abs": (_exp_neg_abs(libdevice.expf), _exp_neg_abs(libdevice.exp)),
+             "log1m_unit": (_log1m(libdevice.log1pf), _log1m(libdevice.log1p)),
              "expm1_neg_abs": (_expm1_neg_abs(libdevice.expm1f, np.float32(0.0)),
                                _expm1_neg_abs(libdevice.expm1, np.float64(0.0))),
              "normal_pdf": (

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..mathlib import exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1p, log1p_unit
+from ..mathlib import exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1m_unit, log1p_unit
 from ..parts import sigmoid_pair, softplus_pair
 
 LOG2 = math.log(2.0)
@@ -117,7 +117,7 @@ def bce_lg(p, t):
     one = lit(p, 1.0)
     lo = lit(p, -100.0)
     lp = log(p)
-    l1p = log1p(-p)
+    l1p = log1m_unit(p)          # log(1 - p): p is in [0, 1] (checked) or NaN
     lp = lp if lp > lo else (lo if lp <= lo else lp)   # clamp, NaN kept
     l1p = l1p if l1p > lo else (lo if l1p <= lo else l1p)
     v = (t - one) * l1p - t * lp
