@@ -488,19 +488,30 @@ def test_sigmoid_bce_infinite_logits_are_finite():
 def test_bce_range_check_finds_one_bad_element(dtype):
     """binary_cross_entropy raises for any prediction or target outside [0, 1]
     (one element in a large array is enough: the parallel check), naming the
-    first; NaN is not out of range (it propagates), and nothing is written."""
+    first; NaN is not out of range (it propagates), and nothing is written into
+    out=.  Calls without out= and with a reduction check after the kernel
+    (its NaN sum shows the bad element), with a NaN elsewhere too."""
     n = 3 * PARALLEL_MIN + 11
     p = np.full(n, 0.5, dtype)
     t = np.linspace(0, 1, n).astype(dtype)
+    bce = fa.binary_cross_entropy
     for arr, bad, what in ((p, 1.5, "probabilities"), (t, -1e-30, "targets"),
                            (p, -0.0 - 1e-7, "probabilities"), (t, np.inf, "targets")):
         for k in (0, n // 2, n - 1):
             a, b = p.copy(), t.copy()
             (a if arr is p else b)[k] = bad
             keep = a.copy()
-            with pytest.raises(ValueError, match=f"{what} must be in .* at flat index {k}"):
-                fa.binary_cross_entropy.value_and_grad(a, b, out=a)
+            match = f"{what} must be in .* at flat index {k}"
+            with pytest.raises(ValueError, match=match):
+                bce.value_and_grad(a, b, out=a)
             np.testing.assert_array_equal(a, keep)
+            for red in ("mean", "sum", "none"):
+                for run in (bce, bce.value_and_grad):
+                    with pytest.raises(ValueError, match=match):
+                        run(a, b, reduction=red)
+            (a if arr is t else b)[n - 1 - k] = np.nan
+            with pytest.raises(ValueError, match=match):
+                bce.value_and_grad(a, b)
     a, b = p.copy(), t.copy()
     a[7] = np.nan
     b[n // 3] = np.nan

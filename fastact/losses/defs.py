@@ -387,9 +387,13 @@ def _fixed(fd, *names):
 
 def _loss(name, doc, scalar, numpy, params=(), reduction="mean", family="elementwise",
           example=_regression_example, check=None, validate=None, reductions=RED,
-          transcendental=False, two_pass=None):
+          transcendental=False, two_pass=None, nan_if_invalid=False):
+    """Register a loss.  validate(name, p, t): raises for inputs the loss does not
+    take; nan_if_invalid: the scalar's loss term is NaN for every such input,
+    so that a call without out= may run validate after the kernel, only when
+    the reduced loss is not finite (``op.LossOp._run_plain``)."""
     extra = dict(family=family, scalar=scalar, check=check, validate=validate,
-                 two_pass=two_pass)
+                 two_pass=two_pass, nan_if_invalid=nan_if_invalid)
     ps = (Param("reduction", reduction, choices=reductions),) + tuple(params)
     register(OpSpec(name=name, kind="loss", doc=doc + _COMMON.format(n=name), params=ps,
                     numpy=numpy, passes=_PASSES, example=example, extra=extra,
@@ -432,7 +436,7 @@ _loss("binary_cross_entropy",
       "ValueError; NaN predictions propagate.",
       lambda o, r: (S.bce_lg, ()), _elementwise_numpy(_np_bce),
       params=(Param("weight", None, kernel=False),), example=_bce_example,
-      validate=_bce_validate, transcendental=True)
+      validate=_bce_validate, nan_if_invalid=True, transcendental=True)
 _loss("sigmoid_binary_cross_entropy",
       "Binary cross-entropy with logits x (PyTorch's BCEWithLogits): "
       "w ((1 - t) softplus(x) + pos_weight t softplus(-x)) "

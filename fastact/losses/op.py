@@ -441,7 +441,10 @@ class LossOp(api.Op):
             else:
                 red = opts["reduction"]
                 fd, prm = spec.extra["scalar"](opts, red)
-                plan = (fd, tuple(dt.type(v) for v in prm), red, spec.extra.get("validate"),
+                validate = spec.extra.get("validate")
+                # a reduced loss that is finite shows that every input was valid
+                after = validate is not None and red != "none" and spec.extra["nan_if_invalid"]
+                plan = (fd, tuple(dt.type(v) for v in prm), red, validate, after,
                         f"{spec.name}.{pass_name}")
             if len(self._plans) >= api.MAX_PLANS:
                 self._plans.clear()
@@ -450,9 +453,9 @@ class LossOp(api.Op):
             return None
         if rows:
             return self._run_plain_rows(pass_name, pred, target, plan)
-        fd, prm, red, validate, name = plan
+        fd, prm, red, validate, validate_after, name = plan
         p, t = pred.reshape(-1), target.reshape(-1)
-        if validate is not None:
+        if validate is not None and not validate_after:
             validate(name, p, t)
         divisor = _divisor(red, pred.shape)
         g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
@@ -465,6 +468,8 @@ class LossOp(api.Op):
         total = _elementwise_terms(spec, fd, prm, p, t, None, None,
                                    None if g is None else g.reshape(-1),
                                    None if per is None else per.reshape(-1), 1.0 / divisor)
+        if validate_after and not math.isfinite(total):
+            validate(name, p, t)         # raises unless the inputs hold a NaN
         loss = per if per is not None else np.array(total / divisor, dt)
         return loss if g is None else (loss, g)
 

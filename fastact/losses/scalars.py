@@ -114,13 +114,18 @@ def log_cosh_lg(p, t):
 
 @helper
 def bce_lg(p, t):
-    one = lit(p, 1.0)
+    """Its loss term is NaN where p or t lies outside [0, 1], so that a NaN sum
+    flags invalid inputs (``nan_if_invalid``: the range check may follow the
+    kernel); the gradient there is unspecified."""
+    one, zero = lit(p, 1.0), lit(p, 0.0)
     lo = lit(p, -100.0)
     lp = log(p)
     l1p = log1m_unit(p)          # log(1 - p): p is in [0, 1] (checked) or NaN
     lp = lp if lp > lo else (lo if lp <= lo else lp)   # clamp, NaN kept
     l1p = l1p if l1p > lo else (lo if l1p <= lo else l1p)
     v = (t - one) * l1p - t * lp
+    inside = (p >= zero) & (p <= one) & (t >= zero) & (t <= one)
+    v = v if inside else lit(p, math.nan)
     den = (one - p) * p
     eps = lit(p, 1e-12)
     den = den if den > eps else (eps if den <= eps else den)
