@@ -67,6 +67,9 @@ class ElementwiseOp(Op):
 
     def _run(self, pass_name, inputs, roles, out, backend, params):
         if out is None and backend is None:
+            views = dispatch.torch_views(inputs)
+            if views is not None:
+                return dispatch.to_torch(self._run(pass_name, views, roles, None, None, params))
             result = self._run_plain(pass_name, inputs, params)
             if result is not None:
                 return result
@@ -236,6 +239,10 @@ class RowwiseOp(Op):
 
     def _run(self, pass_name, inputs, roles, axis, out, backend):
         n_out = 1 if pass_name != "forward_backward" else 2
+        if out is None and backend is None:
+            views = dispatch.torch_views(inputs)
+            if views is not None:
+                return dispatch.to_torch(self._run(pass_name, views, roles, axis, None, None))
         if out is None and backend is None and plain_dtype(inputs) is not None:
             x = inputs[0]
             if x.ndim and x.size and (axis == -1 or axis == x.ndim - 1):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dispatch
 from .api import Op, normalize_axis, plain_dtype, split_axis
 from .cpu import axis_kernels as K
 from .cpu.jit import PARALLEL_MIN
@@ -233,6 +234,10 @@ class ArgmaxOp(Op):
     """argmax(x, axis=-1): int64 indices of the maxima (NaN counts as the maximum)."""
 
     def __call__(self, x, *, axis=-1, out=None, backend=None):
+        if out is None and backend is None:
+            views = dispatch.torch_views((x,))
+            if views is not None:
+                return dispatch.to_torch(self(views[0], axis=axis))
         if out is None and backend is None and plain_dtype((x,)) is not None \
                 and x.ndim and x.shape[-1] and (axis == -1 or axis == x.ndim - 1):
             y = np.empty(x.shape[:-1], np.int64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
 
 import numpy as np
 
@@ -143,6 +144,35 @@ class Container:
                 t = t.to(self.torch_dtype)
             return t
         return a
+
+
+def torch_views(inputs):
+    """Zero-copy NumPy views of torch CPU tensors (detached), so that a call on
+    tensors takes the short path of NumPy arrays and hands its results back
+    through ``to_torch``; None unless every input is a tensor NumPy can view
+    (bfloat16 and GPU tensors, for one, take the general path), or when the
+    default backend is not the CPU's."""
+    torch = sys.modules.get("torch")
+    if torch is None or get_backend() not in ("auto", "cpu"):
+        return None
+    views = []
+    for x in inputs:
+        if not isinstance(x, torch.Tensor) or not x.is_cpu:
+            return None
+        try:
+            views.append((x.detach() if x.requires_grad else x).numpy())
+        except (RuntimeError, TypeError):       # conjugate views, bfloat16
+            return None
+    return views
+
+
+def to_torch(result):
+    """The arrays of a result (an array or a tuple of them) as torch tensors
+    sharing their memory."""
+    from_numpy = sys.modules["torch"].from_numpy
+    if isinstance(result, tuple):
+        return tuple(from_numpy(r) if isinstance(r, np.ndarray) else r for r in result)
+    return from_numpy(result) if isinstance(result, np.ndarray) else result
 
 
 def to_host_array(x, role: str = "input"):

@@ -263,6 +263,43 @@ def test_torch_tensors_in_and_out():
     assert fa.relu(t, out=t) is t and float(t.min()) == 0.0
 
 
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_torch_calls_match_numpy_calls():
+    """Calls on torch CPU tensors run on NumPy views of them (the short path
+    where it applies) and give torch tensors holding what the same call on
+    NumPy arrays gives: every op kind, with and without requires_grad, and
+    under a default backend other than the CPU's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    dy = rng.standard_normal((6, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 6)
+    calls = [
+        (fa.gelu.forward_backward, (x, dy), {"approximate": "tanh"}),
+        (fa.sigmoid, (x,), {}),
+        (fa.softmax.forward_backward, (x, dy), {}),
+        (fa.argmax, (x,), {}),
+        (fa.mse.value_and_grad, (x, dy), {"reduction": "sum"}),
+        (fa.huber, (x, dy), {"reduction": "none"}),
+        (fa.sparse_softmax_cross_entropy.value_and_grad, (x, labels), {}),
+        (fa.nll_loss, (x, labels), {}),
+    ]
+    for backend in ("auto", "numpy"):
+        with fa.use_backend(backend):
+            for fn, args, kw in calls:
+                want = fn(*args, **kw)
+                for grad in (False, True):
+                    targs = [torch.from_numpy(a.copy()) for a in args]
+                    if grad:
+                        targs[0].requires_grad_(True)
+                    got = fn(*targs, **kw)
+                    pairs = zip(got, want) if isinstance(want, tuple) else [(got, want)]
+                    for g, w in pairs:
+                        assert isinstance(g, torch.Tensor), (fn, type(g))
+                        assert not g.requires_grad
+                        assert g.numpy().dtype == w.dtype and g.shape == w.shape
+                        np.testing.assert_array_equal(g.numpy(), w)
+
+
 @pytest.mark.parametrize("bad", [np.ones(3, np.complex64), np.array(["a"]),
                                  np.array([object()], dtype=object)])
 def test_bad_dtypes_raise_type_error(bad):

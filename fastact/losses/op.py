@@ -400,6 +400,9 @@ class LossOp(api.Op):
 
     def _run(self, pass_name, pred, target, out, backend, options):
         if out is None and backend is None:
+            views = dispatch.torch_views((pred, target))
+            if views is not None:
+                return dispatch.to_torch(self._run(pass_name, *views, None, None, options))
             result = self._run_plain(pass_name, pred, target, options)
             if result is not None:
                 return result
