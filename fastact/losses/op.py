@@ -19,6 +19,9 @@ from . import kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 NCHUNKS = 64
+_F64 = np.dtype(np.float64)
+# the class weights of an unweighted call (the kernels only read them)
+_UNIT_WEIGHT = {np.dtype(t): np.ones(1, t) for t in (np.float32, np.float64)}
 
 
 # ------------------------------------------------------------ options
@@ -162,8 +165,8 @@ def _prepare_labels(spec, name, a, container, compute, result, target, opts):
         w64 = np.ascontiguousarray(wa, dtype=np.float64)
         wc = np.ascontiguousarray(wa, dtype=compute)
     else:
-        w64 = np.ones(1, np.float64)
-        wc = np.ones(1, compute)
+        w64 = _UNIT_WEIGHT[_F64]
+        wc = _UNIT_WEIGHT[compute]
     ign = opts["ignore_index"]
     bad, count, wsum = kernels.check_labels(y, n_classes, ign, w64, weighted)
     if bad >= 0:
@@ -232,20 +235,29 @@ def _grad_outputs(call, out):
     return g, finish
 
 
+def _quotient(a, b) -> float:
+    """a / b as IEEE float64 division gives it (b = 0: +-inf, or NaN for 0/0),
+    without NumPy's error-state machinery."""
+    a, b = float(a), float(b)
+    if b != 0.0:
+        return a / b
+    if a == 0.0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 def _finish_loss(call, total=None, per=None):
     if call.reduction == "none":
         v = np.asarray(per).astype(call.result, copy=False)
         return call.container.wrap(np.ascontiguousarray(v))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if call.reduction in ("mean", "batchmean"):
-            total = np.float64(total) / np.float64(call.divisor)
+    if call.reduction in ("mean", "batchmean"):
+        total = _quotient(total, call.divisor)
     return call.container.wrap(np.array(total, dtype=call.result))
 
 
 def _scale(call):
     if call.reduction in ("mean", "batchmean"):
-        with np.errstate(divide="ignore"):
-            return float(np.float64(1.0) / np.float64(call.divisor))
+        return _quotient(1.0, call.divisor)
     return 1.0
 
 
