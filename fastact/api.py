@@ -66,11 +66,11 @@ class ElementwiseOp(Op):
         return self._run("backward_from_output", (y, dy), ("y", "dy"), out, backend, params)
 
     def _run(self, pass_name, inputs, roles, out, backend, params):
-        if out is None and backend is None:
-            views = dispatch.torch_views(inputs)
-            if views is not None:
-                return dispatch.to_torch(self._run(pass_name, views, roles, None, None, params))
-            result = self._run_plain(pass_name, inputs, params)
+        if backend is None:
+            result = dispatch.torch_call(inputs, out, lambda views, o: self._run(
+                pass_name, views, roles, o, None, params))
+            if result is None:
+                result = self._run_plain(pass_name, inputs, params, out)
             if result is not None:
                 return result
         name = f"{self.spec.name}.{pass_name}"
@@ -97,12 +97,13 @@ class ElementwiseOp(Op):
         return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental,
                                      self.spec.interleave_for(scalars, dtype))
 
-    def _run_plain(self, pass_name, inputs, params):
+    def _run_plain(self, pass_name, inputs, params, out=None):
         """The common call, with little Python work: NumPy float32/float64
-        C-contiguous inputs of one dtype and shape, no out=, default backend
-        on the CPU, parameters seen before (a plan per pass, dtype and
-        parameter values).  None where any of that does not hold (the general
-        path then handles the call, errors included)."""
+        C-contiguous inputs of one dtype and shape, no out= or one the kernel
+        can write directly (``dispatch.plain_out``), default backend on the
+        CPU, parameters seen before (a plan per pass, dtype and parameter
+        values).  None where any of that does not hold (the general path then
+        handles the call, errors included)."""
         dt = plain_dtype(inputs)
         if dt is None or pass_name == "backward_from_output":
             return None
@@ -120,7 +121,11 @@ class ElementwiseOp(Op):
                                        cpu_elementwise.PASSES[pass_name][3])
         x = inputs[0]
         kernel, p, n_out = plan
-        if x.nbytes < streaming.STREAM_MIN:
+        if out is not None:
+            outs = dispatch.plain_out(out, n_out, x, inputs)
+            if outs is None:
+                return None
+        elif x.nbytes < streaming.STREAM_MIN:
             outs = [np.empty_like(x) for _ in range(n_out)]
         else:
             outs = [streaming.empty(x.shape, x.dtype) for _ in range(n_out)]
@@ -239,16 +244,21 @@ class RowwiseOp(Op):
 
     def _run(self, pass_name, inputs, roles, axis, out, backend):
         n_out = 1 if pass_name != "forward_backward" else 2
-        if out is None and backend is None:
-            views = dispatch.torch_views(inputs)
-            if views is not None:
-                return dispatch.to_torch(self._run(pass_name, views, roles, axis, None, None))
-        if out is None and backend is None and plain_dtype(inputs) is not None:
+        if backend is None:
+            result = dispatch.torch_call(inputs, out, lambda views, o: self._run(
+                pass_name, views, roles, axis, o, None))
+            if result is not None:
+                return result
+        if backend is None and plain_dtype(inputs) is not None:
             x = inputs[0]
             if x.ndim and x.size and (axis == -1 or axis == x.ndim - 1):
-                outs = [np.empty_like(x) for _ in range(n_out)]
-                self._cpu_rows(pass_name, inputs, outs)
-                return outs[0] if n_out == 1 else tuple(outs)
+                if out is None:
+                    outs = [np.empty_like(x) for _ in range(n_out)]
+                else:
+                    outs = dispatch.plain_out(out, n_out, x, inputs)
+                if outs is not None:
+                    self._cpu_rows(pass_name, inputs, outs)
+                    return outs[0] if n_out == 1 else tuple(outs)
         name = f"{self.spec.name}.{pass_name}"
         b = resolve_backend(backend, *inputs)
         if b == "cuda":

@@ -234,10 +234,11 @@ class ArgmaxOp(Op):
     """argmax(x, axis=-1): int64 indices of the maxima (NaN counts as the maximum)."""
 
     def __call__(self, x, *, axis=-1, out=None, backend=None):
-        if out is None and backend is None:
-            views = dispatch.torch_views((x,))
-            if views is not None:
-                return dispatch.to_torch(self(views[0], axis=axis))
+        if backend is None:
+            result = dispatch.torch_call((x,), out, lambda views, o: self(
+                views[0], axis=axis, out=o))
+            if result is not None:
+                return result
         if out is None and backend is None and plain_dtype((x,)) is not None \
                 and x.ndim and x.shape[-1] and (axis == -1 or axis == x.ndim - 1):
             y = np.empty(x.shape[:-1], np.int64)

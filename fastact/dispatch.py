@@ -148,8 +148,8 @@ class Container:
 
 def torch_views(inputs):
     """Zero-copy NumPy views of torch CPU tensors (detached), so that a call on
-    tensors takes the short path of NumPy arrays and hands its results back
-    through ``to_torch``; None unless every input is a tensor NumPy can view
+    tensors takes the short path of NumPy arrays (``torch_call``); None unless
+    every input is a tensor NumPy can view
     (bfloat16 and GPU tensors, for one, take the general path), or when the
     default backend is not the CPU's."""
     torch = sys.modules.get("torch")
@@ -166,13 +166,33 @@ def torch_views(inputs):
     return views
 
 
-def to_torch(result):
-    """The arrays of a result (an array or a tuple of them) as torch tensors
-    sharing their memory."""
+def torch_call(inputs, out, run):
+    """A call on torch CPU tensors as a call on NumPy views of them: ``run(views,
+    out)`` with the inputs and ``out=`` (a tensor or a tuple or list of them)
+    viewed, its arrays handed back as tensors sharing their memory (the out=
+    tensors themselves where it returns their views).  None when the inputs
+    or out= are not all such tensors (``torch_views``)."""
+    views = torch_views(inputs)
+    if views is None:
+        return None
+    pairs = ()
+    if out is not None:
+        seq = type(out) in (tuple, list)
+        tensors = tuple(out) if seq else (out,)
+        out_views = torch_views(tensors)
+        if out_views is None:
+            return None
+        pairs = tuple(zip(out_views, tensors))
+        out = type(out)(out_views) if seq else out_views[0]
     from_numpy = sys.modules["torch"].from_numpy
-    if isinstance(result, tuple):
-        return tuple(from_numpy(r) if isinstance(r, np.ndarray) else r for r in result)
-    return from_numpy(result) if isinstance(result, np.ndarray) else result
+
+    def back(r):
+        for view, tensor in pairs:
+            if r is view:
+                return tensor
+        return from_numpy(r) if isinstance(r, np.ndarray) else r
+    result = run(views, out)
+    return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
 
 
 def to_host_array(x, role: str = "input"):
@@ -316,6 +336,33 @@ class Outputs:
             else:
                 results.append(user)
         return results[0] if len(results) == 1 else tuple(results)
+
+
+def plain_out(out, n: int, like: np.ndarray, inputs, apart=()):
+    """The arrays of an ``out=`` the short paths can write directly, or None
+    (the general path then handles it, errors included): n NumPy arrays (one,
+    or a tuple or list of n) of ``like``'s dtype and shape, C-contiguous and
+    writeable, not overlapping one another, each either apart from every
+    input or exactly one of them, and apart from every array in ``apart``."""
+    if n == 1:
+        if type(out) is not np.ndarray:
+            return None
+        outs = (out,)
+    elif type(out) in (tuple, list) and len(out) == n:
+        outs = out
+    else:
+        return None
+    for k, o in enumerate(outs):
+        if type(o) is not np.ndarray or o.dtype != like.dtype or o.shape != like.shape \
+                or not o.flags.c_contiguous or not o.flags.writeable:
+            return None
+        for a in inputs:
+            if a is not o and np.may_share_memory(o, a) and not _same_memory(o, a):
+                return None
+        for a in (*apart, *outs[:k]):
+            if np.may_share_memory(o, a):
+                return None
+    return outs
 
 
 def _same_memory(a, b) -> bool:

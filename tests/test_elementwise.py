@@ -298,6 +298,27 @@ def test_torch_calls_match_numpy_calls():
                         assert not g.requires_grad
                         assert g.numpy().dtype == w.dtype and g.shape == w.shape
                         np.testing.assert_array_equal(g.numpy(), w)
+    # out= tensors: written and handed back themselves (the loss value as a new tensor)
+    xt, dyt, lt = torch.from_numpy(x), torch.from_numpy(dy), torch.from_numpy(labels)
+    y_ref, dx_ref = fa.gelu.forward_backward(x, dy)
+    bufs = (torch.empty(6, 5), torch.empty(6, 5))
+    got = fa.gelu.forward_backward(xt, dyt, out=bufs)
+    assert got[0] is bufs[0] and got[1] is bufs[1]
+    np.testing.assert_array_equal(bufs[0].numpy(), y_ref)
+    np.testing.assert_array_equal(bufs[1].numpy(), dx_ref)
+    xc = xt.clone()
+    assert fa.softmax(xc, out=xc) is xc
+    np.testing.assert_array_equal(xc.numpy(), fa.softmax(x))
+    idx = torch.empty(6, dtype=torch.int64)
+    assert fa.argmax(xt, out=idx) is idx
+    np.testing.assert_array_equal(idx.numpy(), fa.argmax(x))
+    for loss_op, target in ((fa.mse, dyt), (fa.sparse_softmax_cross_entropy, lt)):
+        want = loss_op.value_and_grad(x, target.numpy())
+        g = torch.empty(6, 5)
+        loss, grad = loss_op.value_and_grad(xt, target, out=g)
+        assert grad is g and isinstance(loss, torch.Tensor) and loss.shape == ()
+        np.testing.assert_array_equal(g.numpy(), want[1])
+        assert float(loss) == float(want[0])
 
 
 @pytest.mark.parametrize("bad", [np.ones(3, np.complex64), np.array(["a"]),

@@ -411,11 +411,11 @@ class LossOp(api.Op):
         return self._run("value_and_grad", pred, target, out, backend, options)
 
     def _run(self, pass_name, pred, target, out, backend, options):
-        if out is None and backend is None:
-            views = dispatch.torch_views((pred, target))
-            if views is not None:
-                return dispatch.to_torch(self._run(pass_name, *views, None, None, options))
-            result = self._run_plain(pass_name, pred, target, options)
+        if backend is None:
+            result = dispatch.torch_call((pred, target), out, lambda views, o: self._run(
+                pass_name, *views, o, None, options))
+            if result is None:
+                result = self._run_plain(pass_name, pred, target, options, out)
             if result is not None:
                 return result
         opts = bind_options(self.spec, options)
@@ -430,18 +430,29 @@ class LossOp(api.Op):
         call = prepare_call(self.spec, pass_name, pred, target, opts)
         return run_host(self.spec, pass_name, call, b, out)
 
-    def _run_plain(self, pass_name, pred, target, options):
+    def _run_plain(self, pass_name, pred, target, options, out=None):
         """The common call, with little Python work: a NumPy float32/float64
         C-contiguous prediction with at least one element, a NumPy target (of
-        the same dtype and shape for elementwise losses), no out=, default
-        backend on the CPU, no weight arrays, options seen before (a plan per
-        pass, dtype and option values).  None where any of that does not hold
-        (the general path then handles the call, errors included)."""
+        the same dtype and shape for elementwise losses), no out= or a
+        gradient buffer the kernel can write directly (``dispatch.plain_out``),
+        default backend on the CPU, no weight arrays, options seen before (a
+        plan per pass, dtype and option values).  None where any of that does
+        not hold (the general path then handles the call, errors included)."""
         spec = self.spec
         rows = spec.extra["family"] != "elementwise"
         dt = api.plain_dtype((pred,) if rows else (pred, target))
-        if dt is None or pred.size == 0 or rows and type(target) is not np.ndarray:
+        if dt is None or pred.size == 0 or rows and type(target) is not np.ndarray \
+                or out is not None and pass_name != "value_and_grad":
             return None
+        g = None
+        if out is not None:
+            # (the dense kernel writes a gradient row before its last read of
+            # the target row: only the logits may share the gradient's memory)
+            outs = dispatch.plain_out(out, 1, pred, (pred, target),
+                                      apart=(target,) if spec.extra["family"] == "dense" else ())
+            if outs is None:
+                return None
+            g = outs[0]
         key = api.plan_key(pass_name, dt, options)
         try:
             plan = self._plans.get(key)
@@ -467,13 +478,16 @@ class LossOp(api.Op):
         if plan is False:
             return None
         if rows:
-            return self._run_plain_rows(pass_name, pred, target, plan)
+            return self._run_plain_rows(pass_name, pred, target, plan, g)
         fd, prm, red, validate, validate_after, name = plan
+        # (with out=, checked first: nothing is written when it raises)
+        validate_after = validate_after and out is None
         p, t = pred.reshape(-1), target.reshape(-1)
         if validate is not None and not validate_after:
             validate(name, p, t)
         divisor = _divisor(red, pred.shape)
-        g = streaming.empty(pred.shape, dt) if pass_name == "value_and_grad" else None
+        if g is None and pass_name == "value_and_grad":
+            g = streaming.empty(pred.shape, dt)
         two_pass = spec.extra["two_pass"]
         if two_pass is not None and red != "none":
             loss = np.array(_two_pass(two_pass, p, t, None if g is None else g.reshape(-1), red),
@@ -488,15 +502,16 @@ class LossOp(api.Op):
         loss = per if per is not None else np.array(total / divisor, dt)
         return loss if g is None else (loss, g)
 
-    def _run_plain_rows(self, pass_name, pred, target, opts):
+    def _run_plain_rows(self, pass_name, pred, target, opts, g=None):
         """The common call of a row-wise loss (classes on the last axis): the
         inputs are checked and converted as on the general path, the rest of
-        its Python work skipped."""
+        its Python work skipped.  g: the gradient buffer of out=, or None."""
         if opts.get("axis", -1) not in (-1, pred.ndim - 1):
             return None
         call = prepare_call(self.spec, pass_name, pred, target, opts)
         want_grad = pass_name == "value_and_grad"
-        g = streaming.empty(call.pred.shape, call.compute) if want_grad else None
+        if g is None and want_grad:
+            g = streaming.empty(call.pred.shape, call.compute)
         loss = _run_cpu(self.spec, call, want_grad, g)
         return (loss, g) if want_grad else loss
 
