@@ -465,19 +465,22 @@ def _build(F):
             return t2 + t1
 
     @register_jitable
+    def _log_km(k, m):
+        """log(2**k m), m in [sqrt(2)/2, sqrt(2)) (``_log_reduce``)."""
+        f = m - ONE
+        hfsq = HALF * f * f
+        s = f / (TWO + f)
+        z = s * s
+        R = _log_r(z, z * z)
+        return s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
+
+    @register_jitable
     def log_finite(x):
         """log(x) for x > 0 finite (garbage elsewhere)."""
         den = x < TINY_NORMAL
         xs = _sel(den, x * DEN_SCALE, x)
         k, m = _log_reduce(xs)
-        k = k - _sel(den, DEN_K, ZERO)
-        f = m - ONE
-        hfsq = HALF * f * f
-        s = f / (TWO + f)
-        z = s * s
-        w = z * z
-        R = _log_r(z, w)
-        return s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
+        return _log_km(k - _sel(den, DEN_K, ZERO), m)
 
     @register_jitable
     def log_(x):
@@ -503,14 +506,8 @@ def _build(F):
         u = ONE - x                          # in [0, 1]: 0 or a normal number
         q = ONE - u                          # exact
         k, m = _log_reduce(u)
-        f = m - ONE
-        hfsq = HALF * f * f
-        s = f / (TWO + f)
-        z = s * s
-        R = _log_r(z, z * z)
-        y = s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
         # log(1 - x) = log(u + d) ~ log(u) + d/u, d = q - x
-        y = y + (q - x) * (ONE + q * (ONE + q * (ONE + q)))
+        y = _log_km(k, m) + (q - x) * (ONE + q * (ONE + q * (ONE + q)))
         y = _sel(u == ZERO, -INF, y)
         return _sel(x != x, x, y)
 

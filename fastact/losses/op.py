@@ -200,14 +200,19 @@ def _prepare_dense(spec, name, a, b, container, compute, result, opts):
 
 # ------------------------------------------------------------ running
 
+def _grad_may_share_target(family) -> bool:
+    """Whether the gradient buffer may share the target's memory: not for the
+    dense cross-entropy, whose kernel overwrites a gradient row before its last
+    read of the target row (only the logits may be the gradient buffer)."""
+    return family != "dense"
+
+
 def _grad_outputs(call, out):
     """(kernel gradient array, finish() -> user gradient)."""
     if call.moved_axis is None:
         inputs = [call.pred, call.target, *call.arrays.values()]
-        # the dense kernel overwrites its gradient row before its last read of the
-        # target row: only the logits may be the gradient buffer
         alias_ok = True
-        if call.family == "dense" and out is not None:
+        if not _grad_may_share_target(call.family) and out is not None:
             o = dispatch.split_out(out, 1, call.name)[0]
             if isinstance(o, np.ndarray) or hasattr(o, "detach"):
                 oa = dispatch._out_array(o, f"{call.name}: out")
@@ -446,10 +451,8 @@ class LossOp(api.Op):
             return None
         g = None
         if out is not None:
-            # (the dense kernel writes a gradient row before its last read of
-            # the target row: only the logits may share the gradient's memory)
-            outs = dispatch.plain_out(out, 1, pred, (pred, target),
-                                      apart=(target,) if spec.extra["family"] == "dense" else ())
+            apart = () if _grad_may_share_target(spec.extra["family"]) else (target,)
+            outs = dispatch.plain_out(out, 1, pred, (pred, target), apart=apart)
             if outs is None:
                 return None
             g = outs[0]
