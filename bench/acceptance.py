@@ -1,6 +1,7 @@
 """The figures the acceptance criteria ask for, in one run, as Markdown tables.
 
     python bench/acceptance.py [--quick] [--only elementwise,rowwise,small,losses,startup]
+                               [--ops gelu,silu]
 
 Uses the method of ``fastact.bench`` (median of repeats after a separate first
 call, rotating inputs, bytes = inputs read once + outputs written once).  The
@@ -126,9 +127,12 @@ HEADER = ("| op / pass | median ms | GB/s | store-through copy GB/s | % of copy 
           "| % of store-through copy | vs NumPy |\n|---|---|---|---|---|---|---|")
 
 
+OPS = None     # --ops: the elementwise ops to time (None: all)
+
+
 def elementwise_variants():
     for spec in fa.REGISTRY.values():
-        if spec.kind == "elementwise":
+        if spec.kind == "elementwise" and (OPS is None or spec.name in OPS):
             for choice in spec.scalars:
                 yield spec, choice
 
@@ -296,7 +300,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--only", default="elementwise,elementwise64,rowwise,small,losses,startup")
+    ap.add_argument("--ops", default=None, help="comma-separated elementwise ops (default: all)")
     a = ap.parse_args()
+    global OPS
+    if a.ops:
+        OPS = set(a.ops.split(","))
+        unknown = OPS - {s.name for s in fa.REGISTRY.values() if s.kind == "elementwise"}
+        if unknown:
+            ap.error(f"not elementwise ops: {', '.join(sorted(unknown))}")
     parts = set(a.only.split(","))
     repeats = 3 if a.quick else 7
     bw = machine.measure_cpu_bandwidth(256 << 20)
