@@ -146,11 +146,11 @@ def plan_key(pass_name, dtype, params: dict) -> tuple:
     return (pass_name, dtype, *((k, type(v), v) for k, v in params.items()))
 
 
-def plain_dtype(inputs):
+def plain_dtype(inputs, same_shape=True):
     """The dtype of the common call that needs little Python work: NumPy
-    float32/float64 C-contiguous arrays of one dtype and shape, the default
-    backend on the CPU.  None where any of that does not hold (the general
-    path then handles the call, errors included)."""
+    float32/float64 C-contiguous arrays of one dtype (and one shape, with
+    ``same_shape``), the default backend on the CPU.  None where any of that
+    does not hold (the general path then handles the call, errors included)."""
     x = inputs[0]
     if type(x) is not np.ndarray or not x.flags.c_contiguous:
         return None
@@ -158,8 +158,8 @@ def plain_dtype(inputs):
     if dt != _F32 and dt != _F64:
         return None
     for a in inputs[1:]:
-        if type(a) is not np.ndarray or a.dtype != dt or a.shape != x.shape \
-                or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous \
+                or (same_shape and a.shape != x.shape):
             return None
     if dispatch.get_backend() not in ("auto", "cpu"):
         return None

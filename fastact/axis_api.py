@@ -7,8 +7,54 @@ from . import dispatch
 from .api import Op, normalize_axis, plain_dtype, split_axis
 from .cpu import axis_kernels as K
 from .cpu.jit import PARALLEL_MIN
-from .dispatch import Outputs, prepare, resolve_backend
+from .dispatch import NewOutputs, Outputs, prepare, resolve_backend
 from .ops import axis_ops
+
+
+class _Call:
+    """A call of an axis op on the host: its backend, its inputs as arrays of
+    the compute dtype, and its outputs (``outputs``).  ``plain``: NumPy
+    float32/float64 C-contiguous inputs of one dtype, no out=, the default
+    backend on the CPU: the inputs as they are and new outputs, with none of
+    ``prepare``'s and ``Outputs``' conversions."""
+
+    __slots__ = ("arrays", "backend", "compute", "container", "originals", "plain", "result")
+
+    def __init__(self, backend, arrays, compute, result=None, container=None, originals=(),
+                 plain=False):
+        self.backend, self.arrays, self.compute = backend, arrays, compute
+        self.result, self.container, self.originals = result, container, originals
+        self.plain = plain
+
+    def outputs(self, shapes, out, name):
+        if self.plain:
+            return NewOutputs(shapes, self.compute)
+        return Outputs(shapes, self.compute, self.result, self.container, out, self.arrays,
+                       name, originals=self.originals)
+
+
+def _begin(inputs, roles, out, backend, rerun, run_cuda):
+    """(result, None) for a call handled whole: torch CPU tensors as NumPy views
+    (``rerun(views, out)``), or the CUDA backend (``run_cuda()``); else (None,
+    the ``_Call``)."""
+    if backend is None:
+        result = dispatch.torch_call(inputs, out, rerun)
+        if result is not None:
+            return result, None
+        if out is None:
+            dt = plain_dtype(inputs, same_shape=False)
+            if dt is not None:
+                return None, _Call("cpu", inputs, dt, plain=True)
+    b = resolve_backend(backend, *inputs)
+    if b == "cuda":
+        return run_cuda(), None
+    arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+    return None, _Call(b, arrays, compute, result, container, originals)
+
+
+def _cuda():
+    from . import cuda
+    return cuda
 
 
 def _with_axis_size(shape, axis, n):
@@ -36,14 +82,16 @@ class GatedOp(Op):
     def _run(self, pass_name, inputs, axis, out, backend, params):
         name = f"{self.spec.name}.{pass_name}"
         roles = ("x", "dy")[:len(inputs)]
-        b = resolve_backend(backend, *inputs)
         choice, numeric = self.spec.bind(params)
         scalars = self.spec.scalars_for(choice)
-        if b == "cuda":
-            from . import cuda
-            return cuda.run_gated(self.spec, scalars, pass_name, inputs, roles, out, axis,
-                                  numeric)
-        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        done, call = _begin(
+            inputs, roles, out, backend,
+            lambda views, o: self._run(pass_name, views, axis, o, None, params),
+            lambda: _cuda().run_gated(self.spec, scalars, pass_name, inputs, roles, out, axis,
+                                      numeric))
+        if call is None:
+            return done
+        b, arrays, compute = call.backend, call.arrays, call.compute
         x = arrays[0]
         if x.ndim == 0:
             raise ValueError(f"{name}: a 0-d input cannot be split in halves")
@@ -56,8 +104,7 @@ class GatedOp(Op):
             raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {half}")
         shapes = {"forward": [half], "backward": [x.shape],
                   "forward_backward": [half, x.shape]}[pass_name]
-        outs = Outputs(shapes, compute, result, container, out, arrays, name,
-                       originals=originals)
+        outs = call.outputs(shapes, out, name)
         if b == "numpy":
             dy = arrays[1] if len(arrays) > 1 else None
             outs.put(axis_ops.numpy_gated(self.spec, scalars, pass_name, x, dy, ax,
@@ -100,11 +147,13 @@ class PreluOp(Op):
     def _run(self, pass_name, inputs, axis, out, backend):
         name = f"{self.spec.name}.{pass_name}"
         roles = ("x", "weight") if len(inputs) == 2 else ("x", "dy", "weight")
-        b = resolve_backend(backend, *inputs)
-        if b == "cuda":
-            from . import cuda
-            return cuda.run_prelu(self.spec, pass_name, inputs, roles, out, axis)
-        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        done, call = _begin(
+            inputs, roles, out, backend,
+            lambda views, o: self._run(pass_name, views, axis, o, None),
+            lambda: _cuda().run_prelu(self.spec, pass_name, inputs, roles, out, axis))
+        if call is None:
+            return done
+        b, arrays = call.backend, call.arrays
         x, w = arrays[0], arrays[-1]
         if len(arrays) == 3 and arrays[1].shape != x.shape:
             raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {x.shape}")
@@ -121,8 +170,7 @@ class PreluOp(Op):
             outer, c, inner = split_axis(x.shape, ax)
         shapes = {"forward": [x.shape], "backward": [x.shape, w.shape],
                   "forward_backward": [x.shape, x.shape, w.shape]}[pass_name]
-        outs = Outputs(shapes, compute, result, container, out, arrays, name,
-                       originals=originals)
+        outs = call.outputs(shapes, out, name)
         if b == "numpy":
             dy = arrays[1] if len(arrays) == 3 else None
             outs.put(axis_ops.numpy_prelu(pass_name, x, dy, w,
@@ -185,11 +233,13 @@ class MaxoutOp(Op):
         if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
             raise ValueError(f"{name}: pieces must be a positive integer, got {pieces!r}")
         pieces = int(pieces)
-        b = resolve_backend(backend, *inputs)
-        if b == "cuda":
-            from . import cuda
-            return cuda.run_maxout(self.spec, pass_name, inputs, roles, out, pieces, axis)
-        arrays, compute, result, container, originals = prepare(inputs, roles, same_shape=False)
+        done, call = _begin(
+            inputs, roles, out, backend,
+            lambda views, o: self._run(pass_name, views, pieces, axis, o, None),
+            lambda: _cuda().run_maxout(self.spec, pass_name, inputs, roles, out, pieces, axis))
+        if call is None:
+            return done
+        b, arrays = call.backend, call.arrays
         x = arrays[0]
         if x.ndim == 0:
             raise ValueError(f"{name}: a 0-d input has no axis to group")
@@ -203,8 +253,7 @@ class MaxoutOp(Op):
             raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {yshape}")
         shapes = {"forward": [yshape], "backward": [x.shape],
                   "forward_backward": [yshape, x.shape]}[pass_name]
-        outs = Outputs(shapes, compute, result, container, out, arrays, name,
-                       originals=originals)
+        outs = call.outputs(shapes, out, name)
         outer, _, inner = split_axis(x.shape, ax)
         x4 = x.reshape(outer * groups, pieces, inner)
         if b == "numpy":

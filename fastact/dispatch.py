@@ -338,6 +338,20 @@ class Outputs:
         return results[0] if len(results) == 1 else tuple(results)
 
 
+class NewOutputs:
+    """The outputs of a call on plain NumPy inputs (``api.plain_dtype``)
+    without ``out=``: new arrays of the compute dtype, returned as they are
+    (``Outputs``' interface, without its conversions)."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, shapes, dtype):
+        self.arrays = [streaming.empty(shape, dtype) for shape in shapes]
+
+    def finish(self):
+        return self.arrays[0] if len(self.arrays) == 1 else tuple(self.arrays)
+
+
 def plain_out(out, n: int, like: np.ndarray, inputs, apart=()):
     """The arrays of an ``out=`` the short paths can write directly, or None
     (the general path then handles it, errors included): n NumPy arrays (one,

@@ -58,6 +58,9 @@ def test_gated_units(name, approximate, shape, axis, dtype, rng):
     np.testing.assert_allclose(dx, rdx, rtol=tol, atol=tol)
     np.testing.assert_allclose(op(x, axis=axis, **kw), y, rtol=1e-6)
     np.testing.assert_allclose(op.backward(x, dy, axis=axis, **kw), dx, rtol=1e-6)
+    # the general path (backend= given) and the short one (plain arrays) agree
+    for got, want in zip(op.forward_backward(x, dy, axis=axis, backend="cpu", **kw), (y, dx)):
+        np.testing.assert_array_equal(got, want)
     yb, dxb = op.forward_backward(x, dy, axis=axis, backend="numpy", **kw)
     np.testing.assert_allclose(yb, y, rtol=tol, atol=tol)
     np.testing.assert_allclose(dxb, dx, rtol=tol, atol=tol)
@@ -123,6 +126,9 @@ def test_prelu(shape, wsize, axis, dtype, rng):
     np.testing.assert_array_equal(dx2, dx)
     np.testing.assert_array_equal(dw2, dw)
     np.testing.assert_array_equal(fa.prelu(x, w, axis=axis), y)
+    for got, want in zip(fa.prelu.forward_backward(x, dy, w, axis=axis, backend="cpu"),
+                         (y, dx, dw)):
+        np.testing.assert_array_equal(got, want)
     yb, dxb, dwb = fa.prelu.forward_backward(x, dy, w, axis=axis, backend="numpy")
     # the baseline sums in the input's type: float32 rounding grows with the terms
     assert np.all(np.abs(dwb - rdw) <= 1e-5 * (np.abs(rdw) + np.sqrt(x.size)))
@@ -166,6 +172,9 @@ def test_maxout(shape, pieces, axis, rng):
     np.testing.assert_array_equal(dx, np.where(mask, np.expand_dims(dy, ax + 1), 0)
                                   .reshape(shape))
     np.testing.assert_array_equal(fa.maxout.backward(x, dy, pieces, axis=axis), dx)
+    for got, want in zip(fa.maxout.forward_backward(x, dy, pieces, axis=axis, backend="cpu"),
+                         (y, dx)):
+        np.testing.assert_array_equal(got, want)
     yb, dxb = fa.maxout.forward_backward(x, dy, pieces, axis=axis, backend="numpy")
     np.testing.assert_array_equal(yb, y)
     np.testing.assert_array_equal(dxb, dx)

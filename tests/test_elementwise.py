@@ -273,8 +273,14 @@ def test_torch_calls_match_numpy_calls():
     x = rng.standard_normal((6, 5)).astype(np.float32)
     dy = rng.standard_normal((6, 5)).astype(np.float32)
     labels = rng.integers(0, 5, 6)
+    x4 = rng.standard_normal((6, 4)).astype(np.float32)
+    dy2 = rng.standard_normal((6, 2)).astype(np.float32)
+    w5 = rng.uniform(0, 0.5, 5).astype(np.float32)
     calls = [
         (fa.gelu.forward_backward, (x, dy), {"approximate": "tanh"}),
+        (fa.swiglu.forward_backward, (x4, dy2), {}),
+        (fa.prelu.forward_backward, (x, dy, w5), {"axis": -1}),
+        (fa.maxout.forward_backward, (x4, dy2, 2), {}),
         (fa.sigmoid, (x,), {}),
         (fa.softmax.forward_backward, (x, dy), {}),
         (fa.argmax, (x,), {}),
@@ -288,7 +294,8 @@ def test_torch_calls_match_numpy_calls():
             for fn, args, kw in calls:
                 want = fn(*args, **kw)
                 for grad in (False, True):
-                    targs = [torch.from_numpy(a.copy()) for a in args]
+                    targs = [torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a
+                             for a in args]
                     if grad:
                         targs[0].requires_grad_(True)
                     got = fn(*targs, **kw)
