@@ -488,9 +488,10 @@ def test_sigmoid_bce_infinite_logits_are_finite():
 def test_bce_range_check_finds_one_bad_element(dtype):
     """binary_cross_entropy raises for any prediction or target outside [0, 1]
     (one element in a large array is enough: the parallel check), naming the
-    first; NaN is not out of range (it propagates), and nothing is written into
-    out=.  Calls without out= and with a reduction check after the kernel
-    (its NaN sum shows the bad element), with a NaN elsewhere too."""
+    first; NaN is not out of range (it propagates), and an out= that is an
+    input is not written.  Calls with a reduction and without out= or with one
+    apart from the inputs check after the kernel (its NaN sum shows the bad
+    element), with a NaN elsewhere too."""
     n = 3 * PARALLEL_MIN + 11
     p = np.full(n, 0.5, dtype)
     t = np.linspace(0, 1, n).astype(dtype)
@@ -505,6 +506,8 @@ def test_bce_range_check_finds_one_bad_element(dtype):
             with pytest.raises(ValueError, match=match):
                 bce.value_and_grad(a, b, out=a)
             np.testing.assert_array_equal(a, keep)
+            with pytest.raises(ValueError, match=match):
+                bce.value_and_grad(a, b, out=np.empty_like(a))
             for red in ("mean", "sum", "none"):
                 for run in (bce, bce.value_and_grad):
                     with pytest.raises(ValueError, match=match):

@@ -483,8 +483,9 @@ class LossOp(api.Op):
         if rows:
             return self._run_plain_rows(pass_name, pred, target, plan, g)
         fd, prm, red, validate, validate_after, name = plan
-        # (with out=, checked first: nothing is written when it raises)
-        validate_after = validate_after and out is None
+        # (with out= on an input, checked first: no input is overwritten when it raises)
+        validate_after = validate_after and (g is None or not (
+            np.may_share_memory(g, pred) or np.may_share_memory(g, target)))
         p, t = pred.reshape(-1), target.reshape(-1)
         if validate is not None and not validate_after:
             validate(name, p, t)
