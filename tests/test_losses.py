@@ -515,6 +515,8 @@ def test_bce_range_check_finds_one_bad_element(dtype):
             (a if arr is t else b)[n - 1 - k] = np.nan
             with pytest.raises(ValueError, match=match):
                 bce.value_and_grad(a, b)
+            with pytest.raises(ValueError, match=match):
+                bce.value_and_grad(a, b, out=np.empty_like(a))
     a, b = p.copy(), t.copy()
     a[7] = np.nan
     b[n // 3] = np.nan
@@ -522,6 +524,31 @@ def test_bce_range_check_finds_one_bad_element(dtype):
     assert np.isnan(loss) and np.isnan(grad[7]) and np.isnan(grad[n // 3])
     loss, _ = fa.binary_cross_entropy.value_and_grad(p, t)     # 0 and 1 are in range
     assert np.isfinite(loss)
+
+
+def test_bce_range_check_runs_after_the_kernel_unless_out_is_an_input(monkeypatch):
+    """The short path checks binary_cross_entropy's range before the kernel
+    only where out= is an input (which the kernel would overwrite), and after
+    it otherwise: only when the reduced loss is not finite."""
+    spec = fa.REGISTRY["binary_cross_entropy"]
+    calls = []
+    check = spec.extra["validate"]
+    monkeypatch.setitem(spec.extra, "validate", lambda *a: (calls.append(1), check(*a)))
+    monkeypatch.setattr(fa.binary_cross_entropy, "_plans", {})
+    p = np.linspace(0.1, 0.9, 1000)
+    t = np.linspace(0, 1, 1000)
+    bce = fa.binary_cross_entropy.value_and_grad
+    for out, checks in ((None, 0), (np.empty_like(p), 0), (t.copy(), 1)):
+        calls.clear()
+        target = t if checks == 0 else out
+        loss, grad = bce(p, target, out=out)
+        assert len(calls) == checks and np.isfinite(loss)
+    calls.clear()
+    bad = t.copy()
+    bad[3] = 2.0
+    with pytest.raises(ValueError, match="at flat index 3"):
+        bce(p, bad, out=np.empty_like(p))
+    assert len(calls) == 1
 
 
 def test_bce_log_clamp():

@@ -390,8 +390,9 @@ def _loss(name, doc, scalar, numpy, params=(), reduction="mean", family="element
           transcendental=False, two_pass=None, nan_if_invalid=False):
     """Register a loss.  validate(name, p, t): raises for inputs the loss does not
     take; nan_if_invalid: the scalar's loss term is NaN for every such input,
-    so that a call without out= may run validate after the kernel, only when
-    the reduced loss is not finite (``op.LossOp._run_plain``)."""
+    so that a call with a reduction and without an out= that is an input may
+    run validate after the kernel, only when the reduced loss is not finite
+    (``op.LossOp._run_plain``)."""
     extra = dict(family=family, scalar=scalar, check=check, validate=validate,
                  two_pass=two_pass, nan_if_invalid=nan_if_invalid)
     ps = (Param("reduction", reduction, choices=reductions),) + tuple(params)
@@ -433,7 +434,8 @@ _loss("binary_cross_entropy",
       "Binary cross-entropy on probabilities (PyTorch): -w (t log p + (1 - t) log(1 - p)), "
       "each log clamped at >= -100;  gradient w (p - t) / max(p (1 - p), 1e-12).  "
       "weight broadcasts to pred.  Targets (and probabilities) outside [0, 1] raise "
-      "ValueError; NaN predictions propagate.",
+      "ValueError (an out= apart from the inputs may have been written by then); "
+      "NaN predictions propagate.",
       lambda o, r: (S.bce_lg, ()), _elementwise_numpy(_np_bce),
       params=(Param("weight", None, kernel=False),), example=_bce_example,
       validate=_bce_validate, nan_if_invalid=True, transcendental=True)
