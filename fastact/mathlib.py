@@ -330,9 +330,22 @@ def expm1_neg_abs(x):
         return np.expm1(-abs(x)) + type(x)(0.0)
 
 
+def exp_neg(t, d):
+    """e**(-t + d) for t >= 0 (+inf gives 0, NaN is kept) and a correction d of a
+    few ulps of t: the exponential of an argument known as a value and its
+    rounding error.  An absolute error of t is a relative error of e**-t, so
+    d matters where t is large; the CPU adds it to the reduced argument, where
+    it is taken in full."""
+    with np.errstate(all="ignore"):
+        e = np.exp(-t)
+        return e + e * d
+
+
 MATH_FUNCTIONS = ("exp", "exp_neg_abs", "expm1_neg_abs", "expm1", "log", "log1p", "log1p_unit",
                   "log1m_unit", "tanh", "erfc",
                   "erfcx", "normal_pdf")
+# functions of two arguments, both of the same float type
+MATH_FUNCTIONS_2 = ("exp_neg",)
 
 
 def _register_cpu():

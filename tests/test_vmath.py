@@ -340,6 +340,57 @@ def test_gradual_underflow_and_overflow(dt):
     assert np.all(np.abs(run("erfc", z) - rz) <= RTOL[dt] * rz)
 
 
+# ---------------------------------------------------------------- exp_neg (two arguments)
+
+@functools.lru_cache(maxsize=None)
+def _exp_neg_kernel(parallel):
+    fn = mathlib.exp_neg
+    if parallel:
+        @njit(fastmath=FASTMATH, error_model="numpy", parallel=True)
+        def k(t, d, y):
+            for i in prange(t.size):
+                y[i] = fn(t[i], d[i])
+    else:
+        @njit(fastmath=FASTMATH, error_model="numpy")
+        def k(t, d, y):
+            for i in range(t.size):
+                y[i] = fn(t[i], d[i])
+    return k
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_exp_neg_takes_the_correction_in_full(dt, parallel):
+    # e**(-t + d) for t over the whole range where the result is not 0, and
+    # corrections far below an ulp of t (which -t + d rounded would lose).
+    rng = np.random.default_rng(7)
+    fi = np.finfo(dt)
+    top = 104.0 if dt == np.float32 else 746.0
+    t = np.concatenate([rng.uniform(0, top, 3000), rng.uniform(0, 2, 1000)]).astype(dt)
+    d = (rng.uniform(-1, 1, t.size) * (t.astype(np.float64) * 4.0 * float(fi.eps) + 1e-9)).astype(dt)
+    y = np.empty_like(t)
+    _exp_neg_kernel(parallel)(t, d, y)
+    with mpmath.workprec(100):
+        ref = np.array([float(mpmath.exp(-mpmath.mpf(float(a)) + mpmath.mpf(float(b))))
+                        for a, b in zip(t, d)])
+    rel_max, bad = errors(t, y, ref)
+    assert rel_max <= RTOL[dt], rel_max
+    assert bad.size == 0, [(t[j], d[j], y[j], ref[j]) for j in bad[:10]]
+    # without d the error would be about |d|: the correction is taken
+    normal = ref >= float(fi.tiny)
+    assert np.max(np.abs(d[normal].astype(np.float64))) > 50 * RTOL[dt]
+    # special values of t (d = 0): 1 at 0, 0 where e**-t underflows and at inf, NaN kept
+    ts = np.array([0.0, np.inf, np.nan, top + 1.0, float(fi.max)], dtype=dt)
+    ys = np.empty_like(ts)
+    _exp_neg_kernel(parallel)(ts, np.zeros_like(ts), ys)
+    assert ys[0] == 1.0 and ys[1] == 0.0 and np.isnan(ys[2]) and ys[3] == 0.0 and ys[4] == 0.0
+    if parallel:
+        k = _exp_neg_kernel(True)
+        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
+        problems = asm_problems(k.inspect_asm(sig), dt)
+        assert not problems, "; ".join(problems)
+
+
 def test_scalar_python_fallback_unchanged():
     # The plain-Python bodies in mathlib stay usable (CUDA simulator, pure calls).
     assert mathlib.exp(np.float32(1.0)).dtype == np.float32

@@ -23,6 +23,9 @@ exp, expm1
     as the product of two exact powers of two, 2**(n -+ 64) and 2**(+-64), so
     overflow gives inf and the denormal range underflows gradually with one
     rounding.  expm1 = (2**n - 1) + 2**n em.
+exp_neg
+    e**(-t + d), t >= 0 and d a small correction: exp_neg_abs's steps on t,
+    d added to the reduced argument (its Cody-Waite parts are exact).
 exp_neg_abs, expm1_neg_abs
     e**(-|x|) and e**(-|x|) - 1 with exp's reduction and polynomial, the
     clamp and scaling of normal_pdf (below): |x| clamped where e**(-|x|)
@@ -383,15 +386,22 @@ def _build(F):
         return _pow2_low_bits(k + POW2_BIAS), _em_poly(fma(a, b, r))
 
     @register_jitable
-    def _neg_abs_core(x):
-        t = abs(x)
+    def _exp_neg_core(t, d):
         t = _sel(t > ENA_T, ENA_T, t)            # (NaN passes, and gives NaN)
-        return _exp_nonpos(t, NEG_ZERO, ONE)
+        return _exp_nonpos(t, d, ONE)
+
+    @register_jitable
+    def _neg_abs_core(x):
+        return _exp_neg_core(abs(x), NEG_ZERO)
+
+    @register_jitable
+    def exp_neg_(t, d):
+        p, em = _exp_neg_core(t, d)
+        return p * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
 
     @register_jitable
     def exp_neg_abs_(x):
-        p, em = _neg_abs_core(x)
-        return p * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
+        return exp_neg_(abs(x), NEG_ZERO)
 
     @register_jitable
     def expm1_neg_abs_(x):
@@ -641,7 +651,7 @@ def _build(F):
         # (NaN: y is NaN, and x < 0 is false)
         return _sel(x < ZERO, neg, y)
 
-    return dict(exp=exp_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
+    return dict(exp=exp_, exp_neg=exp_neg_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
                 normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
                 log1m_unit=log1m_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
@@ -663,5 +673,17 @@ def _register(name):
     return _ov
 
 
+def _register_2(name):
+    @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
+    def _ov(t, d):
+        impls = _IMPLS.get(t)
+        if impls is None or d != t:
+            return None
+        return impls[name]
+    return _ov
+
+
 for _name in mathlib.MATH_FUNCTIONS:
     _register(_name)
+for _name in mathlib.MATH_FUNCTIONS_2:
+    _register_2(_name)

@@ -65,6 +65,13 @@ def _exp_neg_abs(exp):
     return exp_neg_abs
 
 
+def _exp_neg(exp, fma):
+    def exp_neg(t, d):
+        e = exp(-t)
+        return fma(e, d, e)                   # e**-t (1 + d)
+    return exp_neg
+
+
 def _expm1_neg_abs(expm1, zero):
     def expm1_neg_abs(x):
         return expm1(-abs(x)) + zero          # (+0 at x = +-0)
@@ -108,18 +115,35 @@ def _register_composed(name, f32, f64):
     return _ov
 
 
+# two-argument functions: name -> (float32, float64 implementation)
+_COMPOSED_2 = {"exp_neg": (_exp_neg(libdevice.expf, libdevice.fmaf),
+                           _exp_neg(libdevice.exp, libdevice.fma))}
+
+
+def _register_composed_2(name, f32, f64):
+    @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
+    def _ov(t, d):
+        if d != t:
+            return None
+        return {types.float32: f32, types.float64: f64}.get(t)
+    return _ov
+
+
 def register():
     """Register the overloads once (idempotent)."""
     global _registered
     if _registered:
         return
-    missing = set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE) - set(_COMPOSED)
+    missing = (set(mathlib.MATH_FUNCTIONS) - set(_LIBDEVICE) - set(_COMPOSED)
+               | set(mathlib.MATH_FUNCTIONS_2) - set(_COMPOSED_2))
     if missing:
         raise NotImplementedError(f"no CUDA lowering for mathlib functions {sorted(missing)}")
     for name, (f32, f64) in _LIBDEVICE.items():
         _register(name, f32, f64)
     for name, (f32, f64) in _COMPOSED.items():
         _register_composed(name, f32, f64)
+    for name, (f32, f64) in _COMPOSED_2.items():
+        _register_composed_2(name, f32, f64)
     mathlib.register_cuda(
         lambda fn, typer: overload(fn, target="cuda", strict=False, **_OPTIONS)(typer))
     _registered = True

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..mathlib import (PDF_CUTOFF_F32, PDF_CUTOFF_F64, exp, expm1, fma, is_float32, jitable, lit,
+from ..mathlib import (PDF_CUTOFF_F32, PDF_CUTOFF_F64, exp, exp_neg, expm1, fma, is_float32, jitable, lit,
                        normal_pdf, polynomial)
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
 from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
@@ -607,40 +607,51 @@ def gelu_erf_vad(x):
 
 GELU_A = 2.0 * SQRT_2_OVER_PI
 GELU_B = 2.0 * SQRT_2_OVER_PI * GELU_C
-# what rounding GELU_A, GELU_B to float32 drops
-GELU_A_LO32 = GELU_A - float(np.float32(GELU_A))
+# float32 tail correction (gelu_tanh_vad): b x**2 is rounded to a multiple of
+# 2**-18 by an FMA that adds GELU_P_SHIFT (the sum lies in [32, 64), where
+# float32's spacing is 2**-18, for |x| < 21), and a is taken on that grid
+# (GELU_A_GRID), so that their sum m is exact; the correction adds back what
+# the grid and the rounding of b to float32 drop.
+GELU_P_SHIFT = 32.0
+GELU_A_GRID = round(GELU_A * 2.0 ** 18) / 2.0 ** 18
+GELU_A_GRID_LO = GELU_A - GELU_A_GRID
 GELU_B_LO32 = GELU_B - float(np.float32(GELU_B))
+# beyond, exp(-|v|) is 0 in float32 and the correction is left out
+GELU_TAIL_END = 16.0
 
 
 @jitable
 def gelu_tanh_vad(x):
     one = lit(x, 1.0)
-    # (1 + tanh u) / 2 = sigmoid(v), v = 2u = x (a + b x**2): one exp and one
-    # division.  In the left tail sigmoid(v) ~ exp(v) amplifies the rounding
-    # of v |v|-fold: for float32, delta = v exact - v to first order (the
-    # rounding errors of x*x, b*x2, a + p, x*m and of the constants a, b),
-    # and d/dv log sigmoid(v) = 1 - sigmoid(v).  float64 needs no correction.
+    # (1 + tanh u) / 2 = sigmoid(v), v = 2u = x (a + b x**2), odd in x: with
+    # t = |v| = |x| m, m = a + b x**2, and e = exp(-t) in [0, 1], sigmoid(v)
+    # is 1/(1 + e) for x >= 0 and e/(1 + e) for x < 0: one exp, one division.
+    # In the left tail sigmoid(v) ~ exp(-t), and an absolute error of t is a
+    # relative error of the result: a float32 rounding of t (up to 2**-24 t,
+    # t <= 104) would cost up to 6e-6.  float32 passes exp the error d of t
+    # as well (to first order: the roundings of x*x, of b*x2 to the grid, of
+    # |x|*m, and of the constants); float64 needs no correction.
     a = lit(x, GELU_A)
     b = lit(x, GELU_B)
-    x2 = x * x
-    p = b * x2
-    m = a + p
-    v = x * m
+    ax = abs(x)
+    x2 = ax * ax
     if is_float32(x):
-        e2 = fma(x, x, -x2)
-        ep = fma(b, x2, -p)
-        hi = a if a > p else p
-        lo = p if a > p else a
-        es = (hi - m) + lo                    # a + p - m (Fast2Sum)
-        ev = fma(x, m, -v)
-        a_lo = lit(x, GELU_A_LO32)
-        b_lo = lit(x, GELU_B_LO32)
-        delta = ev + x * ((es + ep) + (a_lo + b_lo * x2 + b * e2))
-        delta = delta if abs(x) < lit(x, 1e4) else lit(x, 0.0)
+        shift = lit(x, GELU_P_SHIFT)
+        p = fma(b, x2, shift) - shift         # exact (Sterbenz)
+        m = lit(x, GELU_A_GRID) + p           # exact: both on the grid of 2**-18
+        t = ax * m
+        e2 = fma(ax, ax, -x2)
+        c = fma(lit(x, GELU_B_LO32), x2, lit(x, GELU_A_GRID_LO))
+        c = fma(b, e2, c) + fma(b, x2, -p)
+        d = fma(-ax, c, fma(-ax, m, t))       # -(exact t - t)
+        d = d if ax < lit(x, GELU_TAIL_END) else lit(x, 0.0)   # (NaN where x*x overflows)
     else:
-        delta = lit(x, 0.0)
-    s, oms = sigmoid_pair(v)
-    s = s * (one + oms * delta)
+        t = ax * (a + b * x2)
+        d = lit(x, -0.0)
+    e = exp_neg(t, d)
+    r = one / (one + e)
+    er = e * r
+    s, oms = (r, er) if x >= lit(x, 0.0) else (er, r)
     dv = a + lit(x, 3.0 * GELU_B) * x2
     return x * s, s + x * s * oms * dv
 
