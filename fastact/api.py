@@ -11,6 +11,7 @@ from .cpu import rowwise as cpu_rowwise
 from .cpu import streaming
 from .dispatch import Outputs, flat, prepare, resolve_backend
 from .ops.rowwise import numpy_rowwise
+from .registry import baked_scalars
 
 
 def _kernel_params(numeric, dtype):
@@ -88,14 +89,19 @@ class ElementwiseOp(Op):
         if b == "numpy":
             outs.put(_numpy_pass(scalars, pass_name, arrays, numeric))
         else:
-            kernel = self._cpu_kernel(scalars, pass_name, len(numeric), compute)
+            kernel, numeric = self._cpu_kernel(scalars, pass_name, numeric, compute)
             kernel([flat(a) for a in arrays], [flat(a) for a in outs.arrays],
                    _kernel_params(numeric, compute))
         return outs.finish()
 
-    def _cpu_kernel(self, scalars, pass_name, nparams, dtype):
-        return cpu_elementwise.kernel(scalars, pass_name, nparams, self.spec.transcendental,
-                                     self.spec.interleave_for(scalars, dtype))
+    def _cpu_kernel(self, scalars, pass_name, numeric, dtype):
+        """(kernel, the parameter values it takes).  With the op's default
+        values, a kernel that has them as constants (``registry.baked_scalars``)
+        and takes none."""
+        if numeric and numeric == self.spec.default_numeric:
+            scalars, numeric = baked_scalars(scalars, numeric), ()
+        return cpu_elementwise.kernel(scalars, pass_name, len(numeric), self.spec.transcendental,
+                                      self.spec.interleave_for(scalars, dtype)), numeric
 
     def _run_plain(self, pass_name, inputs, params, out=None):
         """The common call, with little Python work: NumPy float32/float64
@@ -114,7 +120,8 @@ class ElementwiseOp(Op):
             return None
         if plan is None:
             choice, numeric = self.spec.bind(params)
-            kernel = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, len(numeric), dt)
+            kernel, numeric = self._cpu_kernel(self.spec.scalars_for(choice), pass_name, numeric,
+                                               dt)
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             plan = self._plans[key] = (kernel, _kernel_params(numeric, dt),

@@ -131,6 +131,15 @@ class OpSpec:
     def scalars_for(self, choice_value) -> Scalars:
         return self.scalars[choice_value]
 
+    @property
+    def default_numeric(self) -> Optional[tuple]:
+        """The default values of the numeric parameters, in kernel order (None
+        where one is required)."""
+        values = tuple(p.default for p in self.numeric_params)
+        if any(v is REQUIRED for v in values):
+            return None
+        return tuple(float(v) for v in values)
+
     def interleave_for(self, scalars: Scalars, dtype) -> int:
         """The interleave count of the CPU kernels of scalars for dtype.
 
@@ -142,6 +151,39 @@ class OpSpec:
         if not WIDE_VECTORS:
             return self.interleave
         return scalars.interleave.get(np.dtype(dtype).name, self.interleave)
+
+
+_BAKED: dict = {}
+
+
+def _bake(f, values):
+    """g(x) = f(x, *values), the values as constants of x's type (``lit``)."""
+    from .mathlib import lit
+    namespace = {"f": f, "lit": lit, **{f"P{k}": v for k, v in enumerate(values)}}
+    args = "".join(f", lit(x, P{k})" for k in range(len(values)))
+    exec(f"def {f.__name__}_baked(x):\n    return f(x{args})\n", namespace)
+    return namespace[f"{f.__name__}_baked"]
+
+
+def baked_scalars(scalars: Scalars, values: tuple) -> Scalars:
+    """scalars with the numeric parameters fixed at values: functions of x
+    alone, whose CPU kernels take no parameters and fold the values in
+    (beta * x with beta = 1 is x; a constant needs no register).  The CPU
+    kernels of calls with an op's default parameters use them.  One record per
+    (scalars, values), kept, so that kernels cached by record stay found."""
+    key = (id(scalars), values)
+    baked = _BAKED.get(key)
+    if baked is None:
+        dfo = scalars.derivative_from_output
+        baked = _BAKED[key] = (scalars, Scalars(
+            value=_bake(scalars.value, values),
+            value_and_derivative=_bake(scalars.value_and_derivative, values),
+            numpy_value=scalars.numpy_value,
+            numpy_value_and_derivative=scalars.numpy_value_and_derivative,
+            derivative_from_output=None if dfo is None else _bake(dfo, values),
+            numpy_derivative_from_output=scalars.numpy_derivative_from_output,
+            interleave=scalars.interleave))
+    return baked[1]
 
 
 def elementwise_example(pass_name, size, dtype, rng):

@@ -119,6 +119,53 @@ def test_numpy_baseline_agrees(name, choice, rng):
     np.testing.assert_allclose(op(x, **kw), op(x, backend="numpy", **kw), rtol=1e-9, atol=1e-12)
 
 
+BAKED = [v for v in VARIANTS if fa.REGISTRY[v[0]].default_numeric]
+
+
+@pytest.mark.parametrize("name,choice", BAKED, ids=[f"{n}-{c}" if c else n for n, c in BAKED])
+def test_default_parameters_take_a_kernel_with_them_as_constants(name, choice, rng):
+    # Calls with an op's default parameter values run a kernel compiled with
+    # those values as constants: every pass gives bit for bit what the kernel
+    # that takes them as arguments gives, special values included, and the
+    # public call (defaults omitted or passed) is that kernel.
+    from fastact.cpu import elementwise as cpu_elementwise
+    from fastact.registry import baked_scalars
+    spec = fa.REGISTRY[name]
+    op = getattr(fa, name)
+    scalars = spec.scalars_for(choice)
+    defaults = spec.default_numeric
+    baked = baked_scalars(scalars, defaults)
+    assert baked is baked_scalars(scalars, defaults)
+    kw = call_kwargs(spec, choice, {})
+    for dt in FLOATS:
+        x = np.concatenate([rng.standard_normal(997) * 4, special_values(dt),
+                            np.linspace(-25, 25, 101)]).astype(dt)
+        dy = rng.uniform(-1, 1, x.size).astype(dt)
+        y, _ = op.value_and_derivative(x, **kw)
+        for pass_name, (_, which, n_in, n_out) in cpu_elementwise.PASSES.items():
+            if getattr(scalars, which) is None:
+                continue
+            ins = [y if pass_name == "backward_from_output" else x, dy][:n_in]
+            il = spec.interleave_for(scalars, dt)
+            general = cpu_elementwise.kernel(scalars, pass_name, len(defaults),
+                                             spec.transcendental, il)
+            folded = cpu_elementwise.kernel(baked, pass_name, 0, spec.transcendental, il)
+            assert op._cpu_kernel(scalars, pass_name, defaults, np.dtype(dt)) == (folded, ())
+            want = [np.empty_like(x) for _ in range(n_out)]
+            got = [np.empty_like(x) for _ in range(n_out)]
+            general(ins, want, tuple(dt(v) for v in defaults))
+            folded(ins, got, ())
+            for w, g in zip(want, got):
+                np.testing.assert_array_equal(g, w, err_msg=f"{name} {pass_name} {dt.__name__}")
+            method = op if pass_name == "forward" else getattr(op, pass_name)
+            explicit = dict(kw, **{p.name: p.default for p in spec.numeric_params})
+            for call_kw in (kw, explicit):
+                res = method(*ins, **call_kw)
+                res = res if isinstance(res, tuple) else (res,)
+                for w, g in zip(want, res):
+                    np.testing.assert_array_equal(g, w)
+
+
 def special_values(dtype):
     fi = np.finfo(dtype)
     return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny, -fi.tiny,
