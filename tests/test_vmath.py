@@ -343,8 +343,8 @@ def test_gradual_underflow_and_overflow(dt):
 # ---------------------------------------------------------------- exp_neg (two arguments)
 
 @functools.lru_cache(maxsize=None)
-def _exp_neg_kernel(parallel):
-    fn = mathlib.exp_neg
+def _kernel2(name, parallel):
+    fn = getattr(mathlib, name)
     if parallel:
         @njit(fastmath=FASTMATH, error_model="numpy", parallel=True)
         def k(t, d, y):
@@ -369,7 +369,7 @@ def test_exp_neg_takes_the_correction_in_full(dt, parallel):
     t = np.concatenate([rng.uniform(0, top, 3000), rng.uniform(0, 2, 1000)]).astype(dt)
     d = (rng.uniform(-1, 1, t.size) * (t.astype(np.float64) * 4.0 * float(fi.eps) + 1e-9)).astype(dt)
     y = np.empty_like(t)
-    _exp_neg_kernel(parallel)(t, d, y)
+    _kernel2("exp_neg", parallel)(t, d, y)
     with mpmath.workprec(100):
         ref = np.array([float(mpmath.exp(-mpmath.mpf(float(a)) + mpmath.mpf(float(b))))
                         for a, b in zip(t, d)])
@@ -382,10 +382,40 @@ def test_exp_neg_takes_the_correction_in_full(dt, parallel):
     # special values of t (d = 0): 1 at 0, 0 where e**-t underflows and at inf, NaN kept
     ts = np.array([0.0, np.inf, np.nan, top + 1.0, float(fi.max)], dtype=dt)
     ys = np.empty_like(ts)
-    _exp_neg_kernel(parallel)(ts, np.zeros_like(ts), ys)
+    _kernel2("exp_neg", parallel)(ts, np.zeros_like(ts), ys)
     assert ys[0] == 1.0 and ys[1] == 0.0 and np.isnan(ys[2]) and ys[3] == 0.0 and ys[4] == 0.0
     if parallel:
-        k = _exp_neg_kernel(True)
+        k = _kernel2("exp_neg", True)
+        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
+        problems = asm_problems(k.inspect_asm(sig), dt)
+        assert not problems, "; ".join(problems)
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_pow_unit(dt, parallel):
+    # x**y on [0, 1] down to the least denormal, exponents from 0.01 to 40:
+    # full relative accuracy however small the result
+    rng = np.random.default_rng(11)
+    fi = np.finfo(dt)
+    lo = math.log10(float(fi.smallest_subnormal))
+    x = np.concatenate([rng.uniform(0, 1, 2000), 10.0 ** rng.uniform(lo, 0, 2000),
+                        1 - 10.0 ** rng.uniform(-7, 0, 500)]).astype(dt)
+    y = np.concatenate([rng.choice([0.5, 1.5, 2.0, 3.0], 2500),
+                        10.0 ** rng.uniform(-2, 1.6, x.size - 2500)]).astype(dt)
+    out = np.empty_like(x)
+    _kernel2("pow_unit", parallel)(x, y, out)
+    with mpmath.workprec(100):
+        ref = np.array([float(mpmath.mpf(float(a)) ** mpmath.mpf(float(b))) for a, b in zip(x, y)])
+    rel_max, bad = errors(x, out, ref)
+    assert rel_max <= RTOL[dt], rel_max
+    assert bad.size == 0, [(x[j], y[j], out[j], ref[j]) for j in bad[:10]]
+    xs = np.array([0.0, 1.0, np.nan, float(fi.smallest_subnormal)], dtype=dt)
+    ys = np.empty_like(xs)
+    _kernel2("pow_unit", parallel)(xs, np.full_like(xs, 2.5), ys)
+    assert ys[0] == 0.0 and ys[1] == 1.0 and np.isnan(ys[2]) and ys[3] == 0.0
+    if parallel:
+        k = _kernel2("pow_unit", True)
         sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
         problems = asm_problems(k.inspect_asm(sig), dt)
         assert not problems, "; ".join(problems)

@@ -38,6 +38,10 @@ normal_pdf
     exp_neg_abs, of -u/2 - e/2 with x**2 = u + e exactly (fma): full relative
     accuracy however large x**2 is.  |x| is clamped at the cutoff where the
     density rounds to 0; 1/sqrt(2 pi) is folded into the final FMA.
+pow_unit
+    x**y for x in [0, 1], y > 0 finite: e**-t, t = -y log x, with log x as a
+    double word (the Fast2Sum error of log's last addition) and the rounding
+    errors of t passed to exp_neg.
 log
     musl/fdlibm: exponent and mantissa split by bit operations (mantissa in
     [sqrt2/2, sqrt2)), s = f/(2+f) and the Lg polynomials.
@@ -475,22 +479,37 @@ def _build(F):
             return t2 + t1
 
     @register_jitable
-    def _log_km(k, m):
-        """log(2**k m), m in [sqrt(2)/2, sqrt(2)) (``_log_reduce``)."""
+    def _log_km2(k, m):
+        """log(2**k m) = hi + lo, m in [sqrt(2)/2, sqrt(2)) (``_log_reduce``):
+        hi the rounded log, lo the rounding error of its last sum (exact,
+        Fast2Sum: |k ln2_hi| > |log m| unless k = 0, where lo = 0)."""
         f = m - ONE
         hfsq = HALF * f * f
         s = f / (TWO + f)
         z = s * s
         R = _log_r(z, z * z)
-        return s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f + k * LOG_LN2_HI
+        r = s * (hfsq + R) + k * LOG_LN2_LO - hfsq + f
+        a = k * LOG_LN2_HI                       # exact
+        hi = r + a
+        return hi, (a - hi) + r
+
+    @register_jitable
+    def _log_km(k, m):
+        """log(2**k m), m in [sqrt(2)/2, sqrt(2)) (``_log_reduce``)."""
+        return _log_km2(k, m)[0]
+
+    @register_jitable
+    def _log_finite2(x):
+        """log(x) = hi + lo (``_log_km2``) for x > 0 finite (garbage elsewhere)."""
+        den = x < TINY_NORMAL
+        xs = _sel(den, x * DEN_SCALE, x)
+        k, m = _log_reduce(xs)
+        return _log_km2(k - _sel(den, DEN_K, ZERO), m)
 
     @register_jitable
     def log_finite(x):
         """log(x) for x > 0 finite (garbage elsewhere)."""
-        den = x < TINY_NORMAL
-        xs = _sel(den, x * DEN_SCALE, x)
-        k, m = _log_reduce(xs)
-        return _log_km(k - _sel(den, DEN_K, ZERO), m)
+        return _log_finite2(x)[0]
 
     @register_jitable
     def log_(x):
@@ -520,6 +539,18 @@ def _build(F):
         y = _log_km(k, m) + (q - x) * (ONE + q * (ONE + q * (ONE + q)))
         y = _sel(u == ZERO, -INF, y)
         return _sel(x != x, x, y)
+
+    @register_jitable
+    def pow_unit_(x, y):
+        # x**y = e**-t, t = -y log x >= 0: t's rounding error and y times that
+        # of log x go to exp_neg as its correction, so that the result keeps
+        # full relative accuracy however large t is
+        hi, lo = _log_finite2(x)
+        a = y * hi
+        d = fma(y, lo, fma(y, hi, -a))           # y (hi + lo) - a
+        r = exp_neg_(-a, d)
+        r = _sel(x == ZERO, ZERO, r)
+        return _sel(x != x, x, r)
 
     @register_jitable
     def log1p_unit_(x):
@@ -653,7 +684,7 @@ def _build(F):
 
     return dict(exp=exp_, exp_neg=exp_neg_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
                 normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
-                log1m_unit=log1m_unit_,
+                log1m_unit=log1m_unit_, pow_unit=pow_unit_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 
@@ -675,11 +706,15 @@ def _register(name):
 
 def _register_2(name):
     @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
-    def _ov(t, d):
-        impls = _IMPLS.get(t)
-        if impls is None or d != t:
+    def _ov(a, b):
+        impls = _IMPLS.get(a)
+        if impls is None or b != a:
             return None
-        return impls[name]
+        f = impls[name]
+
+        def impl(a, b):
+            return f(a, b)
+        return impl
     return _ov
 
 

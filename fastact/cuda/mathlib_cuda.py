@@ -117,15 +117,20 @@ def _register_composed(name, f32, f64):
 
 # two-argument functions: name -> (float32, float64 implementation)
 _COMPOSED_2 = {"exp_neg": (_exp_neg(libdevice.expf, libdevice.fmaf),
-                           _exp_neg(libdevice.exp, libdevice.fma))}
+                           _exp_neg(libdevice.exp, libdevice.fma)),
+               "pow_unit": (libdevice.powf, libdevice.pow)}
 
 
 def _register_composed_2(name, f32, f64):
     @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
-    def _ov(t, d):
-        if d != t:
+    def _ov(a, b):
+        f = {types.float32: f32, types.float64: f64}.get(a)
+        if f is None or b != a:
             return None
-        return {types.float32: f32, types.float64: f64}.get(t)
+
+        def impl(a, b):
+            return f(a, b)
+        return impl
     return _ov
 
 

@@ -32,8 +32,8 @@ def _smooth_l1_check(op, opts):
 
 
 def _focal_check(op, opts):
-    if not opts["gamma"] >= 0:
-        raise ValueError(f"{op}: gamma must be >= 0, got {opts['gamma']}")
+    if not opts["gamma"] >= 0 or math.isinf(opts["gamma"]):
+        raise ValueError(f"{op}: gamma must be >= 0 and finite, got {opts['gamma']}")
     if math.isnan(opts["alpha"]):
         raise ValueError(f"{op}: alpha is NaN")
 

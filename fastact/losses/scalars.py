@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from ..mathlib import exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1m_unit, log1p_unit
+from ..mathlib import (exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1m_unit, log1p_unit,
+                       pow_unit)
 from ..parts import sigmoid_pair, softplus_pair
 
 LOG2 = math.log(2.0)
@@ -206,7 +207,7 @@ def focal_lg(x, t, alpha, gamma):
     """torchvision's sigmoid_focal_loss term and its derivative."""
     one, zero = lit(x, 1.0), lit(x, 0.0)
     ce, g_ce, q, dq = _focal_parts(x, t)
-    qg = q ** gamma if gamma != zero else one
+    qg = pow_unit(q, gamma) if gamma != zero else one
     # d q**gamma / dx = gamma q**(gamma-1) dq/dx (0 at q = 0)
     dqg = gamma * (qg / q) * dq if gamma != zero and q > zero else zero
     return _focal_finish(ce, g_ce, qg, dqg, t, alpha)
