@@ -237,6 +237,11 @@ def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
     fa.huber(p, t, delta=1.0)
     with pytest.raises(TypeError, match="real number"):
         fa.huber(p, t, delta=True)
+    for bad in (-1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="gamma must be >= 0 and finite"):
+            fa.sigmoid_focal_loss(p, t, gamma=bad)
+        with pytest.raises(ValueError, match="beta must be >= 0 and finite"):
+            fa.smooth_l1(p, t, beta=bad)
     fa.kl_divergence(p, t, log_target=True)
     with pytest.raises(ValueError, match="log_target"):
         fa.kl_divergence(p, t, log_target=1)
