@@ -7,28 +7,38 @@ from . import dispatch
 from .api import Op, normalize_axis, plain_dtype, split_axis
 from .cpu import axis_kernels as K
 from .cpu.jit import PARALLEL_MIN
-from .dispatch import NewOutputs, Outputs, prepare, resolve_backend
+from .dispatch import GivenOutputs, NewOutputs, Outputs, prepare, resolve_backend
 from .ops import axis_ops
 
 
 class _Call:
     """A call of an axis op on the host: its backend, its inputs as arrays of
-    the compute dtype, and its outputs (``outputs``).  ``plain``: NumPy
-    float32/float64 C-contiguous inputs of one dtype, no out=, the default
-    backend on the CPU: the inputs as they are and new outputs, with none of
-    ``prepare``'s and ``Outputs``' conversions."""
+    the compute dtype, and its outputs (``outputs``).  ``plain`` (the roles of
+    the inputs): NumPy float32/float64 C-contiguous inputs of one dtype, the
+    default backend on the CPU: the inputs as they are, and new outputs or
+    ``out=`` arrays the kernels can write directly (``dispatch.plain_outs``),
+    with none of ``prepare``'s and ``Outputs``' conversions."""
 
     __slots__ = ("arrays", "backend", "compute", "container", "originals", "plain", "result")
 
     def __init__(self, backend, arrays, compute, result=None, container=None, originals=(),
-                 plain=False):
+                 plain=None):
         self.backend, self.arrays, self.compute = backend, arrays, compute
         self.result, self.container, self.originals = result, container, originals
         self.plain = plain
 
     def outputs(self, shapes, out, name):
         if self.plain:
-            return NewOutputs(shapes, self.compute)
+            if out is None:
+                return NewOutputs(shapes, self.compute)
+            outs = dispatch.plain_outs(out, [tuple(s) for s in shapes], self.compute,
+                                       self.arrays, alias_inputs=False)
+            if outs is not None:
+                return GivenOutputs(outs)
+            # any other out=: Outputs' checks, conversions and aliasing (prepare
+            # returns plain inputs as they are)
+            _, _, self.result, self.container, self.originals = prepare(
+                self.arrays, self.plain, same_shape=False)
         return Outputs(shapes, self.compute, self.result, self.container, out, self.arrays,
                        name, originals=self.originals)
 
@@ -41,10 +51,9 @@ def _begin(inputs, roles, out, backend, rerun, run_cuda):
         result = dispatch.torch_call(inputs, out, rerun)
         if result is not None:
             return result, None
-        if out is None:
-            dt = plain_dtype(inputs, same_shape=False)
-            if dt is not None:
-                return None, _Call("cpu", inputs, dt, plain=True)
+        dt = plain_dtype(inputs, same_shape=False)
+        if dt is not None:
+            return None, _Call("cpu", inputs, dt, plain=roles)
     b = resolve_backend(backend, *inputs)
     if b == "cuda":
         return run_cuda(), None

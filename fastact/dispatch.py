@@ -352,12 +352,27 @@ class NewOutputs:
         return self.arrays[0] if len(self.arrays) == 1 else tuple(self.arrays)
 
 
-def plain_out(out, n: int, like: np.ndarray, inputs, apart=()):
+class GivenOutputs:
+    """The outputs of a short-path call with ``out=`` arrays the kernel writes
+    directly (``plain_outs``), returned as they are."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+
+    def finish(self):
+        return self.arrays[0] if len(self.arrays) == 1 else tuple(self.arrays)
+
+
+def plain_outs(out, shapes, dtype, inputs, apart=(), alias_inputs=True):
     """The arrays of an ``out=`` the short paths can write directly, or None
-    (the general path then handles it, errors included): n NumPy arrays (one,
-    or a tuple or list of n) of ``like``'s dtype and shape, C-contiguous and
-    writeable, not overlapping one another, each either apart from every
-    input or exactly one of them, and apart from every array in ``apart``."""
+    (the general path then handles it, errors included): one NumPy array per
+    shape (one, or a tuple or list of them) of that shape and of dtype,
+    C-contiguous and writeable, not overlapping one another or any array in
+    ``apart``, and each apart from every input or (``alias_inputs``) exactly
+    one of them."""
+    n = len(shapes)
     if n == 1:
         if type(out) is not np.ndarray:
             return None
@@ -366,17 +381,23 @@ def plain_out(out, n: int, like: np.ndarray, inputs, apart=()):
         outs = out
     else:
         return None
-    for k, o in enumerate(outs):
-        if type(o) is not np.ndarray or o.dtype != like.dtype or o.shape != like.shape \
+    for k, (o, shape) in enumerate(zip(outs, shapes)):
+        if type(o) is not np.ndarray or o.dtype != dtype or o.shape != shape \
                 or not o.flags.c_contiguous or not o.flags.writeable:
             return None
         for a in inputs:
-            if a is not o and np.may_share_memory(o, a) and not _same_memory(o, a):
+            if np.may_share_memory(o, a) and not (
+                    alias_inputs and (a is o or _same_memory(o, a))):
                 return None
         for a in (*apart, *outs[:k]):
             if np.may_share_memory(o, a):
                 return None
     return outs
+
+
+def plain_out(out, n: int, like: np.ndarray, inputs, apart=()):
+    """``plain_outs`` for n outputs of ``like``'s shape and dtype."""
+    return plain_outs(out, (like.shape,) * n, like.dtype, inputs, apart)
 
 
 def _same_memory(a, b) -> bool:

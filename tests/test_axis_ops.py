@@ -95,6 +95,55 @@ def test_gated_errors_and_out(rng):
     np.testing.assert_array_equal(xc, fa.swiglu.backward(x, dy))
 
 
+def test_short_path_writes_out_arrays_directly(rng, monkeypatch):
+    # Plain NumPy inputs with out= arrays of the right shape and dtype, apart
+    # from the inputs and one another: the kernels write them directly, with
+    # no Outputs (the general path's); any other out= takes the general path.
+    import fastact.axis_api as axis_api
+    built = []
+
+    class Counted(axis_api.Outputs):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(axis_api, "Outputs", Counted)
+    for dt in FLOATS:
+        x = rng.standard_normal((6, 8)).astype(dt)
+        w = rng.uniform(0.1, 0.5, 6).astype(dt)
+        cases = [(fa.glu, (x,), {}, (6, 4)), (fa.geglu, (x,), {"approximate": "tanh"}, (6, 4)),
+                 (fa.maxout, (x, 2), {}, (6, 4)), (fa.prelu, (x, w), {"axis": 0}, (6, 8))]
+        for op, args, kw, yshape in cases:
+            dy = rng.standard_normal(yshape).astype(dt)
+            bargs = (args[0], dy) + args[1:]
+            want = op.forward_backward(*bargs, **kw)
+            outs = tuple(np.empty_like(a) for a in want)
+            built.clear()
+            got = op.forward_backward(*bargs, out=outs, **kw)
+            assert built == [] and len(got) == len(outs)
+            assert all(g is o for g, o in zip(got, outs))
+            for g, w_ in zip(got, want):
+                np.testing.assert_array_equal(g, w_)
+            y = np.empty_like(want[0])
+            assert op(*args, out=y, **kw) is y and built == []
+            np.testing.assert_array_equal(y, want[0])
+            # over an input, or of another dtype or shape: the general path (a
+            # list of out arrays is as good as a tuple)
+            xc = args[0].copy()
+            dx = op.backward(xc, dy, *args[1:], out=(xc,) + tuple(
+                np.empty_like(a) for a in want[2:]) if len(want) == 3 else xc, **kw)
+            assert built and len(built) == 1
+            np.testing.assert_array_equal(dx[0] if isinstance(dx, tuple) else dx, want[1])
+            got = op.forward_backward(*bargs, out=list(outs), **kw)
+            for g, w_ in zip(got, want):
+                np.testing.assert_array_equal(g, w_)
+            other = np.float32 if dt == np.float64 else np.float64
+            with pytest.raises(TypeError):
+                op(*args, out=np.empty(want[0].shape, other), **kw)
+            with pytest.raises(ValueError):
+                op(*args, out=np.empty((1, 1), dt), **kw)
+
+
 def prelu_reference(x, dy, w, axis):
     shape = [1] * x.ndim
     if w.size > 1:
