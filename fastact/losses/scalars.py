@@ -120,16 +120,20 @@ def bce_lg(p, t):
     kernel); the gradient there is unspecified."""
     one, zero = lit(p, 1.0), lit(p, 0.0)
     lo = lit(p, -100.0)
+    # the logs clamped at -100 (PyTorch); a NaN p makes them -100 here, and
+    # the term NaN below
     lp = log(p)
-    l1p = log1m_unit(p)          # log(1 - p): p is in [0, 1] (checked) or NaN
-    lp = lp if lp > lo else (lo if lp <= lo else lp)   # clamp, NaN kept
-    l1p = l1p if l1p > lo else (lo if l1p <= lo else l1p)
+    lp = lp if lp > lo else lo
+    l1p = log1m_unit(p)          # log(1 - p): any p outside [0, 1] gives a NaN term
+    l1p = l1p if l1p > lo else lo
     v = (t - one) * l1p - t * lp
-    inside = (p >= zero) & (p <= one) & (t >= zero) & (t <= one)
-    v = v if inside else lit(p, math.nan)
     den = (one - p) * p
+    # p and t lie in [0, 1] exactly where p (1 - p) >= 0 and t (1 - t) >= 0
+    # (false for NaN, inf and any value outside)
+    inside = (den >= zero) & ((one - t) * t >= zero)
+    v = v if inside else lit(p, math.nan)
     eps = lit(p, 1e-12)
-    den = den if den > eps else (eps if den <= eps else den)
+    den = den if den > eps else eps          # (a NaN p or t: a NaN numerator)
     return v, (p - t) / den
 
 
