@@ -88,9 +88,10 @@ def test_streamed_passes_equal_plain_kernels(name, dtype, tiled, monkeypatch, st
             got, want = _outputs(run()), _outputs(_plain(monkeypatch, run))
             for g, w in zip(got, want, strict=True):
                 np.testing.assert_array_equal(g, w, err_msg=f"{pass_name} {offset=}")
-    k = cpu_elementwise.kernel(spec.scalars_for(choice), "value_and_derivative",
-                               len(default_params(spec)), spec.transcendental,
-                               spec.interleave_for(spec.scalars_for(choice), np.dtype(dtype)))
+    # the kernel the calls above ran (with default parameters: the one with them
+    # as constants)
+    k, _ = op._cpu_kernel(spec.scalars_for(choice), "value_and_derivative", spec.bind(kw)[1],
+                          np.dtype(dtype))
     assert tiled in k._streamed, "the streamed kernel never ran"
 
 
