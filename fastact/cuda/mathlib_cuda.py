@@ -65,11 +65,18 @@ def _exp_neg_abs(exp):
     return exp_neg_abs
 
 
+# (the two-argument functions take (a, b), the names their overload declares)
 def _exp_neg(exp, fma):
-    def exp_neg(t, d):
-        e = exp(-t)
-        return fma(e, d, e)                   # e**-t (1 + d)
+    def exp_neg(a, b):
+        e = exp(-a)
+        return fma(e, b, e)                   # e**-a (1 + b)
     return exp_neg
+
+
+def _pow_unit(pow_):
+    def pow_unit(a, b):
+        return pow_(a, b)
+    return pow_unit
 
 
 def _expm1_neg_abs(expm1, zero):
@@ -118,19 +125,15 @@ def _register_composed(name, f32, f64):
 # two-argument functions: name -> (float32, float64 implementation)
 _COMPOSED_2 = {"exp_neg": (_exp_neg(libdevice.expf, libdevice.fmaf),
                            _exp_neg(libdevice.exp, libdevice.fma)),
-               "pow_unit": (libdevice.powf, libdevice.pow)}
+               "pow_unit": (_pow_unit(libdevice.powf), _pow_unit(libdevice.pow))}
 
 
 def _register_composed_2(name, f32, f64):
     @overload(getattr(mathlib, name), target="cuda", **_OPTIONS)
     def _ov(a, b):
-        f = {types.float32: f32, types.float64: f64}.get(a)
-        if f is None or b != a:
+        if b != a:
             return None
-
-        def impl(a, b):
-            return f(a, b)
-        return impl
+        return {types.float32: f32, types.float64: f64}.get(a)
     return _ov
 
 
