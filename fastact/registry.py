@@ -6,7 +6,7 @@ its scalars.  Tests and benchmarks iterate over ``REGISTRY``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -175,14 +175,10 @@ def baked_scalars(scalars: Scalars, values: tuple) -> Scalars:
     baked = _BAKED.get(key)
     if baked is None:
         dfo = scalars.derivative_from_output
-        baked = _BAKED[key] = (scalars, Scalars(
-            value=_bake(scalars.value, values),
+        baked = _BAKED[key] = (scalars, replace(
+            scalars, value=_bake(scalars.value, values),
             value_and_derivative=_bake(scalars.value_and_derivative, values),
-            numpy_value=scalars.numpy_value,
-            numpy_value_and_derivative=scalars.numpy_value_and_derivative,
-            derivative_from_output=None if dfo is None else _bake(dfo, values),
-            numpy_derivative_from_output=scalars.numpy_derivative_from_output,
-            interleave=scalars.interleave))
+            derivative_from_output=None if dfo is None else _bake(dfo, values)))
     return baked[1]
 
 

@@ -399,8 +399,8 @@ def _build(F):
         return _exp_neg_core(abs(x), NEG_ZERO)
 
     @register_jitable
-    def exp_neg_(t, d):
-        p, em = _exp_neg_core(t, d)
+    def exp_neg_(a, b):                          # e**(-a + b)
+        p, em = _exp_neg_core(a, b)
         return p * fma(SCALE_DOWN_C, em, SCALE_DOWN_C)
 
     @register_jitable
@@ -541,14 +541,15 @@ def _build(F):
         return _sel(x != x, x, y)
 
     @register_jitable
-    def pow_unit_(x, y):
+    def pow_unit_(a, b):                         # a**b
+        x, y = a, b
         # x**y = e**-t, t = -y log x >= 0: t's rounding error and y times that
         # of log x go to exp_neg as its correction, so that the result keeps
         # full relative accuracy however large t is
         hi, lo = _log_finite2(x)
-        a = y * hi
-        d = fma(y, lo, fma(y, hi, -a))           # y (hi + lo) - a
-        r = exp_neg_(-a, d)
+        yh = y * hi
+        d = fma(y, lo, fma(y, hi, -yh))          # y (hi + lo) - yh
+        r = exp_neg_(-yh, d)
         r = _sel(x == ZERO, ZERO, r)
         return _sel(x != x, x, r)
 
@@ -705,16 +706,13 @@ def _register(name):
 
 
 def _register_2(name):
+    # (the implementations take (a, b), the names this overload declares)
     @overload(getattr(mathlib, name), target="cpu", jit_options={"forceinline": True})
     def _ov(a, b):
         impls = _IMPLS.get(a)
         if impls is None or b != a:
             return None
-        f = impls[name]
-
-        def impl(a, b):
-            return f(a, b)
-        return impl
+        return impls[name]
     return _ov
 
 
