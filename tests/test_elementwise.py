@@ -434,14 +434,19 @@ def test_unavailable_cuda_backend_says_why(monkeypatch):
 
 # ------------------------------------------------------------ vectorization
 
-def _kernel_asm(name, choice, dtype):
+def _kernel_asm(name, choice, dtype, baked=False):
     """Assembly of the kernel that forward_backward runs on large arrays (the
     streamed one, with the op's interleave for dtype), compiled afresh (Numba
-    shows no assembly for kernels loaded from its disk cache)."""
+    shows no assembly for kernels loaded from its disk cache).  baked: the
+    kernel of calls with the default parameters, which has them as constants
+    (``registry.baked_scalars``); else the one that takes them as arguments."""
     from fastact.cpu import elementwise as cpu_elementwise
+    from fastact.registry import baked_scalars
     spec = fa.REGISTRY[name]
     scalars = spec.scalars_for(choice)
     params = default_params(spec)
+    if baked:
+        scalars, params = baked_scalars(scalars, spec.default_numeric), {}
     kernel = cpu_elementwise.pass_kernel(
         scalars, "forward_backward", len(params), spec.transcendental,
         spec.interleave_for(scalars, dtype)).streamed_pair(cache=False).parallel
@@ -465,6 +470,10 @@ def _streamed_loop(asm):
 
 
 TRANSCENDENTAL = [(n, c) for n, c in VARIANTS if fa.REGISTRY[n].transcendental]
+# (name, choice, baked): the ops with numeric parameters are checked twice, with
+# the kernel of default-parameter calls (constants) and the one taking arguments
+TRANSCENDENTAL_KERNELS = [(n, c, b) for n, c in TRANSCENDENTAL
+                          for b in ((True, False) if fa.REGISTRY[n].default_numeric else (False,))]
 
 
 def _host_has_avx512():
@@ -473,10 +482,11 @@ def _host_has_avx512():
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-@pytest.mark.parametrize("name,choice", TRANSCENDENTAL,
-                         ids=[f"{n}-{c}" if c else n for n, c in TRANSCENDENTAL])
-def test_transcendental_kernels_are_vectorized(name, choice, dtype):
-    asm = _kernel_asm(name, choice, dtype)
+@pytest.mark.parametrize("name,choice,baked", TRANSCENDENTAL_KERNELS,
+                         ids=[(f"{n}-{c}" if c else n) + ("-constants" if b else "")
+                              for n, c, b in TRANSCENDENTAL_KERNELS])
+def test_transcendental_kernels_are_vectorized(name, choice, baked, dtype):
+    asm = _kernel_asm(name, choice, dtype, baked)
     suffix = "ps" if dtype == np.float32 else "pd"
     packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|add|div)\w*{suffix}\s+[^\n]*%[yz]mm", asm)
     assert len(packed) >= 8, f"{name}: no packed {suffix} arithmetic on ymm/zmm registers"
