@@ -82,6 +82,9 @@ class OpSpec:
     example: Optional[Callable] = None
     # Free-form extra data for templates of other kinds.
     extra: dict = field(default_factory=dict)
+    # check(op name, {parameter name: value}) for the numeric parameters (floats):
+    # raises ValueError for values the op does not take (``bind`` calls it).
+    check: Optional[Callable] = None
 
     def example_call(self, pass_name, size, dtype, rng):
         """(args, kwargs) for ``getattr(op, pass_name)`` (or ``op`` for "forward")."""
@@ -101,7 +104,8 @@ class OpSpec:
     def bind(self, kwargs: dict) -> tuple:
         """Split call keywords into (choice value or None, numeric values in order).
 
-        Unknown keywords raise TypeError; bad choices raise ValueError.
+        Unknown keywords raise TypeError; bad choices, and numeric values that
+        ``check`` refuses, raise ValueError.
         """
         known = {p.name for p in self.params}
         unknown = set(kwargs) - known
@@ -126,6 +130,8 @@ class OpSpec:
                 except (TypeError, ValueError):
                     raise TypeError(f"{self.name}: {p.name} must be a real number, "
                                     f"got {v!r}") from None
+        if self.check is not None:
+            self.check(self.name, {p.name: v for p, v in zip(self.numeric_params, numeric)})
         return choice_value, tuple(numeric)
 
     def scalars_for(self, choice_value) -> Scalars:

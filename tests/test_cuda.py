@@ -190,6 +190,16 @@ def test_rowwise_wide_row_and_zero_d():
     assert fa.softmax(e, backend="cuda").shape == (3, 0)
 
 
+def test_refused_parameter_values_raise_before_any_launch():
+    x = cuda.to_device(np.linspace(-2, 2, 8).astype(np.float32))
+    for call in (lambda: fa.celu(x, alpha=0.0, backend="cuda"),
+                 lambda: fa.softshrink.backward(x, x, lambd=-1.0, backend="cuda"),
+                 lambda: fa.hardtanh(x, min_val=1.0, max_val=0.0, backend="cuda"),
+                 lambda: fa.squareplus.value_and_derivative(x, b=-4.0, backend="cuda")):
+        with pytest.raises(ValueError, match="must be"):
+            call()
+
+
 def test_rowwise_errors():
     x = cuda.to_device(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError):

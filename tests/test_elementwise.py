@@ -382,6 +382,43 @@ def test_bad_dtypes_raise_type_error(bad):
         fa.relu(bad)
 
 
+# (op, parameters it refuses, the parameter named in the error); PyTorch
+# refuses the same celu, hardtanh and softshrink values
+REFUSED_PARAMETERS = [
+    ("celu", {"alpha": 0.0}, "alpha"),
+    ("celu", {"alpha": -0.0}, "alpha"),
+    ("hardtanh", {"min_val": 1.0, "max_val": -1.0}, "min_val"),
+    ("softshrink", {"lambd": -0.5}, "lambd"),
+    ("softshrink", {"lambd": float("inf")}, "lambd"),
+    ("softshrink", {"lambd": float("nan")}, "lambd"),
+    ("squareplus", {"b": -1.0}, "b"),
+    ("squareplus", {"b": float("nan")}, "b"),
+]
+
+
+@pytest.mark.parametrize("name,params,named", REFUSED_PARAMETERS)
+def test_parameter_values_an_op_does_not_take_raise_value_error(name, params, named):
+    op = getattr(fa, name)
+    x = np.linspace(-2, 2, 8)
+    for call in (lambda: op(x, **params),                       # short path
+                 lambda: op(x[::2], **params),                  # general path
+                 lambda: op.backward(x, x, **params),
+                 lambda: op.value_and_derivative(x, backend="numpy", **params)):
+        with pytest.raises(ValueError, match=named):
+            call()
+    # twice on the short path: a refused value leaves no plan behind
+    with pytest.raises(ValueError, match=named):
+        op(x, **params)
+
+
+def test_parameter_values_at_the_edge_of_what_an_op_takes():
+    x = np.linspace(-2, 2, 9)
+    np.testing.assert_array_equal(fa.hardtanh(x, min_val=0.5, max_val=0.5), np.full(9, 0.5))
+    np.testing.assert_array_equal(fa.softshrink(x, lambd=0.0), x)
+    np.testing.assert_allclose(fa.squareplus(x, b=0.0), np.maximum(x, 0.0))
+    assert np.isnan(fa.celu(x, alpha=np.nan)[:4]).all()     # NaN passes, as in PyTorch
+
+
 def test_errors():
     x = np.ones(4, np.float32)
     with pytest.raises(ValueError, match="shape"):

@@ -53,13 +53,13 @@ INTERLEAVE = 4
 
 def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0, 20.0),
            transcendental=False, from_output=None, numpy_from_output=None, variants=None,
-           example=None, interleave=None, dtype_interleave=None):
+           example=None, interleave=None, dtype_interleave=None, check=None):
     """Register an elementwise op (``variants``: choice value -> (vad, numpy_vad,
     numpy_value[, dtype_interleave])).
 
     interleave: for the CPU kernels (default INTERLEAVE for transcendental ops);
     dtype_interleave: {dtype name: count} where a dtype's kernels do better
-    with another count."""
+    with another count; check: refuses parameter values (``OpSpec.check``)."""
     if variants is None:
         variants = {None: (vad, numpy_vad, numpy_value, dtype_interleave)}
     scalars = {}
@@ -75,7 +75,16 @@ def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0
         interleave = INTERLEAVE if transcendental else 0
     return register(OpSpec(name=name, kind="elementwise", doc=doc, params=tuple(params),
                            scalars=scalars, domain=domain, transcendental=transcendental,
-                           example=example, interleave=interleave))
+                           example=example, interleave=interleave, check=check))
+
+
+def _require(param, ok, condition):
+    """A parameter check (``OpSpec.check``): ValueError where ok(value of param)
+    is false, saying that param must be ``condition``."""
+    def check(op, values):
+        if not ok(values[param]):
+            raise ValueError(f"{op}: {param} must be {condition}, got {values[param]}")
+    return check
 
 
 # ------------------------------------------------------------ piecewise-linear
@@ -152,11 +161,17 @@ def _np_hardtanh(x, lo, hi):
     return np.clip(x, lo, hi), ((x > lo) & (x < hi)).astype(x.dtype)
 
 
+def _hardtanh_check(op, values):
+    lo, hi = values["min_val"], values["max_val"]
+    if lo > hi:                                  # (as PyTorch; NaN bounds pass)
+        raise ValueError(f"{op}: min_val must be at most max_val = {hi}, got {lo}")
+
+
 define("hardtanh",
        "hardtanh(x) = clip(x, min_val, max_val);  derivative 1 strictly inside, "
-       "0 at and beyond the bounds.",
+       "0 at and beyond the bounds.  min_val > max_val raises ValueError.",
        hardtanh_vad, _np_hardtanh, numpy_value=lambda x, lo, hi: np.clip(x, lo, hi),
-       params=[Param("min_val", -1.0), Param("max_val", 1.0)])
+       params=[Param("min_val", -1.0), Param("max_val", 1.0)], check=_hardtanh_check)
 
 
 @jitable
@@ -237,11 +252,13 @@ def softshrink_vad(x, lambd):
 
 define("softshrink",
        "softshrink(x) = x - lambd if x > lambd, x + lambd if x < -lambd, else 0;  "
-       "derivative 0 on [-lambd, lambd], else 1.",
+       "derivative 0 on [-lambd, lambd], else 1.  lambd must be >= 0 and finite "
+       "(ValueError otherwise, as PyTorch).",
        softshrink_vad,
        lambda x, l: (np.where(x > l, x - l, np.where(x < -l, x + l, 0)).astype(x.dtype),
                      (np.abs(x) > l).astype(x.dtype)),
-       params=[Param("lambd", 0.5)])
+       params=[Param("lambd", 0.5)],
+       check=_require("lambd", lambda lambd: 0.0 <= lambd < math.inf, ">= 0 and finite"))
 
 
 @jitable
@@ -298,10 +315,12 @@ def _np_squareplus(x, b):
 
 
 define("squareplus",
-       "squareplus(x) = (x + sqrt(x**2 + b)) / 2;  derivative (1 + x / sqrt(x**2 + b)) / 2.",
+       "squareplus(x) = (x + sqrt(x**2 + b)) / 2;  derivative (1 + x / sqrt(x**2 + b)) / 2.  "
+       "b must be >= 0 (ValueError otherwise).",
        squareplus_vad, _np_squareplus,
        numpy_value=lambda x, b: 0.5 * (x + np.sqrt(x * x + b)),
-       params=[Param("b", 4.0)], domain=(-1e3, 1e3))
+       params=[Param("b", 4.0)], domain=(-1e3, 1e3),
+       check=_require("b", lambda b: b >= 0.0, ">= 0"))
 
 
 # ------------------------------------------------------------ exponential family
@@ -457,11 +476,12 @@ def celu_vad(x, alpha):
 
 define("celu",
        "celu(x) = max(0, x) + min(0, alpha * expm1(x / alpha));  derivative exp(x / alpha) "
-       "at x <= 0.",
+       "at x <= 0.  alpha = 0 raises ValueError (as PyTorch).",
        celu_vad,
        lambda x, a: (np.where(x > 0, x, a * np.expm1(x / a)), np.where(x > 0, 1, np.exp(x / a))),
        numpy_value=lambda x, a: np.where(x > 0, x, a * np.expm1(x / a)),
-       params=[Param("alpha", 1.0)], transcendental=True, domain=(-80.0, 80.0))
+       params=[Param("alpha", 1.0)], transcendental=True, domain=(-80.0, 80.0),
+       check=_require("alpha", lambda alpha: alpha != 0.0, "nonzero"))
 
 
 @jitable
