@@ -286,28 +286,35 @@ def test_transcendental_loss_kernels_are_vectorized(name, opts, dtype):
     """The value_and_grad loop of each transcendental elementwise loss (default
     options, and focal's general gamma) is packed arithmetic on full vectors,
     with no scalar math calls: the kernel calls its scalar, which LLVM must
-    inline for that."""
+    inline for that.  A loss with a per-block variant (binary_cross_entropy's
+    binary targets) has each of its two scalars checked in a kernel of its own."""
     import re
     from fastact.cpu.jit import KernelPair
     from fastact.losses import kernels, op as loss_op
     spec = fa.REGISTRY[name]
     fd, prm = spec.extra["scalar"](loss_op.bind_options(spec, opts), "mean")
-    pair = KernelPair(kernels.elementwise_template(fd, 0, False, True, "reduce", len(prm),
-                                                   True), interleave=kernels.INTERLEAVE,
-                      cache=False)     # (Numba shows no assembly for cached kernels)
-    p = np.linspace(0.1, 0.9, 100).astype(dtype)
-    e = np.empty(0, dtype)
-    pair.serial(p, p, e, e, np.empty_like(p), e, np.empty(1), dtype(1.0),
-                tuple(dtype(v) for v in prm))
-    asm = "\n".join(pair.serial.inspect_asm().values())
-    suffix = "ps" if dtype == np.float32 else "pd"
-    # (products: the float64 sum of the terms has packed additions of its own)
-    packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|div)\w*{suffix}\s+[^\n]*%[yz]mm", asm)
-    assert len(packed) >= 8, f"{name}: no packed {suffix} products on ymm/zmm registers"
-    # (a direct call, or the address of libm's function loaded for an indirect one)
-    calls = re.findall(r"^\s+(?:call|movabs|jmp)\w*\s+\$?\"?((?:exp|expm1|log|log1p|erfc?|tanh|pow)f?)"
-                       r"(?:@PLT)?\b", asm, flags=re.M)
-    assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
+    variant = spec.extra["block_variant"]
+    for scalar in (fd,) if variant is None else (fd, variant[1]):
+        pair = KernelPair(kernels.elementwise_template(scalar, 0, False, True, "reduce",
+                                                       len(prm), True),
+                          interleave=kernels.INTERLEAVE,
+                          cache=False)     # (Numba shows no assembly for cached kernels)
+        p = np.linspace(0.1, 0.9, 100).astype(dtype)
+        e = np.empty(0, dtype)
+        pair.serial(p, p, e, e, np.empty_like(p), e, np.empty(1), dtype(1.0),
+                    tuple(dtype(v) for v in prm))
+        asm = "\n".join(pair.serial.inspect_asm().values())
+        suffix = "ps" if dtype == np.float32 else "pd"
+        what = f"{name} ({scalar.__name__})"
+        # (products: the float64 sum of the terms has packed additions of its own)
+        packed = re.findall(rf"\bv(?:fmadd|fnmadd|fmsub|mul|div)\w*{suffix}\s+[^\n]*%[yz]mm",
+                            asm)
+        assert len(packed) >= 8, f"{what}: no packed {suffix} products on ymm/zmm registers"
+        # (a direct call, or the address of libm's function loaded for an indirect one)
+        calls = re.findall(r"^\s+(?:call|movabs|jmp)\w*\s+\$?\"?"
+                           r"((?:exp|expm1|log|log1p|erfc?|tanh|pow)f?)(?:@PLT)?\b",
+                           asm, flags=re.M)
+        assert not calls, f"{what}: scalar math calls left in the kernel: {calls[:3]}"
 
 
 # ------------------------------------------------------------ finite differences
@@ -561,6 +568,57 @@ def test_bce_range_check_runs_after_the_kernel_unless_out_is_an_input(monkeypatc
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_binary(dtype):
+    from fastact.cpu.reduce import all_binary
+    t = np.tile(np.array([0.0, 1.0, -0.0], dtype), 400)
+    assert all_binary(t) and all_binary(t[:0]) and all_binary(t[:5])
+    for bad in (0.5, 2.0, -1.0, np.inf, -np.inf, np.nan, np.finfo(dtype).smallest_subnormal,
+                1 - np.finfo(dtype).epsneg):
+        for where in (0, 255, 256, 1199):       # first and later runs of 256
+            u = t.copy()
+            u[where] = bad
+            assert not all_binary(u), (bad, where)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_blocks_of_binary_targets_give_the_general_values(dtype, rng):
+    """The CPU kernels take a one-log variant of binary_cross_entropy for each
+    block of targets that are all 0 or 1 (``losses.kernels``, BLOCK elements):
+    blocks of binary targets, blocks with one fractional target, NaN or
+    special probabilities give the general kernel's values."""
+    from fastact.cpu.reduce import all_binary
+    from fastact.losses import kernels, scalars
+    B = kernels.BLOCK
+    n = 5 * B + 17
+    p = rng.uniform(0, 1, n).astype(dtype)
+    p[:8] = [0.0, 1.0, 0.0, 1.0, 1e-30, 1 - 2.0 ** -20, 0.5, np.finfo(dtype).smallest_subnormal]
+    t = (rng.uniform(0, 1, n) < 0.5).astype(dtype)
+    t[:4] = [0.0, 0.0, 1.0, 1.0]
+    t[B + 100] = 0.25                          # block 1: one fractional target
+    t[2 * B + 7] = np.nan                      # block 2: a NaN target
+    p[3 * B + 9] = np.nan                      # block 3: binary targets, a NaN probability
+    assert all_binary(t[:B]) and not all_binary(t[B:2 * B])
+    assert not all_binary(t[2 * B:3 * B]) and all_binary(t[3 * B:4 * B])
+    loss, grad = fa.binary_cross_entropy.value_and_grad(p, t, reduction="none")
+    general = kernels.elementwise_kernel(scalars.bce_lg, 0, False, True, "none", 0, True)
+    gl, gg = np.empty_like(p), np.empty_like(p)
+    e = p[:0]
+    general.serial(p, t, e, e, gg, gl, np.empty(0), dtype(1.0), ())
+    np.testing.assert_array_equal(loss, gl)          # (NaN where both are NaN)
+    np.testing.assert_array_equal(grad, gg)
+    assert np.isnan(loss[2 * B + 7]) and np.isnan(loss[3 * B + 9])
+    np.testing.assert_array_equal(loss[:4], [0, 100, 100, 0])
+    ok = ~np.isnan(loss)
+    pd, td = p[ok].astype(np.float64), t[ok].astype(np.float64)
+    with np.errstate(divide="ignore"):
+        ref = -(td * np.maximum(np.log(pd), -100) + (1 - td) * np.maximum(np.log1p(-pd), -100))
+    np.testing.assert_allclose(loss[ok], ref, rtol=1e-5 if dtype == np.float32 else 1e-13,
+                               atol=1e-30)
+    total, _ = fa.binary_cross_entropy.value_and_grad(p[ok], t[ok], reduction="sum")
+    np.testing.assert_allclose(float(total), ref.sum(), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_bce_log_clamp():
     p = np.array([0.0, 1.0, 0.0, 1.0])
     t = np.array([1.0, 0.0, 0.0, 1.0])
@@ -572,14 +630,18 @@ def test_bce_log_clamp():
     np.testing.assert_array_equal(l32, [100, 100, 0, 0])
 
 
+@pytest.mark.parametrize("targets", ["fractional", "binary"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bce_probabilities_near_0_and_1(dtype, rng):
+def test_bce_probabilities_near_0_and_1(dtype, targets, rng):
     """log(1 - p) keeps full relative accuracy for tiny p and for p next to 1,
-    where 1 - p is rounded or exact (float64 reference, per element)."""
+    where 1 - p is rounded or exact (float64 reference, per element); binary
+    targets take the CPU kernels' one-log variant."""
     tiny = np.logspace(-30 if dtype == np.float64 else -20, -0.4, 300)
     gap = np.logspace(-15 if dtype == np.float64 else -7, -0.4, 300)
     p = np.concatenate([tiny, 1 - gap]).astype(dtype)
     t = rng.uniform(0, 1, p.size).astype(dtype)
+    if targets == "binary":
+        t = (t < 0.5).astype(dtype)
     loss, grad = fa.binary_cross_entropy.value_and_grad(p, t, reduction="none")
     pd, td = p.astype(np.float64), t.astype(np.float64)
     ref = -(td * np.maximum(np.log(pd), -100) + (1 - td) * np.maximum(np.log1p(-pd), -100))

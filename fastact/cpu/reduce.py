@@ -105,6 +105,23 @@ def dot64(a, b):
 
 
 @kernel_jit(**_OPTS)
+def all_binary(a):
+    """Whether every a[j] is 0 or 1: the sum of |a (1 - a)| is 0 exactly then
+    (NaN and inf give NaN or inf).  Summed in runs of 256, stopping at the
+    first run that has another value."""
+    one = a.dtype.type(1.0)
+    for lo in range(0, a.size, 256):
+        run = a[lo:lo + 256]
+        s = a.dtype.type(0.0)
+        for j in range(run.size):
+            v = run[j]
+            s += abs(v * (one - v))
+        if s != 0:
+            return False
+    return True
+
+
+@kernel_jit(**_OPTS)
 def nonpositive_dot64(x, dy):
     """sum of dy[j] * x[j] over the j where x[j] > 0 does not hold (NaN
     included), accumulated in float64: prelu's weight gradient."""

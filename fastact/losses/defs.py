@@ -9,6 +9,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..cpu.reduce import all_binary
 from ..registry import OpSpec, Param, register
 from . import kernels, scalars as S
 
@@ -387,14 +388,16 @@ def _fixed(fd, *names):
 
 def _loss(name, doc, scalar, numpy, params=(), reduction="mean", family="elementwise",
           example=_regression_example, check=None, validate=None, reductions=RED,
-          transcendental=False, two_pass=None, nan_if_invalid=False):
+          transcendental=False, two_pass=None, nan_if_invalid=False, block_variant=None):
     """Register a loss.  validate(name, p, t): raises for inputs the loss does not
     take; nan_if_invalid: the scalar's loss term is NaN for every such input,
     so that a call with a reduction and without an out= that is an input may
     run validate after the kernel, only when the reduced loss is not finite
-    (``op.LossOp._run_plain``)."""
+    (``op.LossOp._run_plain``).  block_variant: (holds(t), scalar), a cheaper
+    scalar that the CPU kernels use for each block of targets where ``holds``
+    (the same values)."""
     extra = dict(family=family, scalar=scalar, check=check, validate=validate,
-                 two_pass=two_pass, nan_if_invalid=nan_if_invalid)
+                 two_pass=two_pass, nan_if_invalid=nan_if_invalid, block_variant=block_variant)
     ps = (Param("reduction", reduction, choices=reductions),) + tuple(params)
     register(OpSpec(name=name, kind="loss", doc=doc + _COMMON.format(n=name), params=ps,
                     numpy=numpy, passes=_PASSES, example=example, extra=extra,
@@ -438,7 +441,8 @@ _loss("binary_cross_entropy",
       "NaN predictions propagate.",
       lambda o, r: (S.bce_lg, ()), _elementwise_numpy(_np_bce),
       params=(Param("weight", None, kernel=False),), example=_bce_example,
-      validate=_bce_validate, nan_if_invalid=True, transcendental=True)
+      validate=_bce_validate, nan_if_invalid=True, transcendental=True,
+      block_variant=(all_binary, S.bce_binary_lg))
 _loss("sigmoid_binary_cross_entropy",
       "Binary cross-entropy with logits x (PyTorch's BCEWithLogits): "
       "w ((1 - t) softplus(x) + pos_weight t softplus(-x)) "

@@ -66,7 +66,7 @@ def _element(fd, n_aux, weighted, nparams, wide):
 
 
 def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="reduce",
-                         nparams=0, wide=False, stream=False, tiled=False):
+                         nparams=0, wide=False, stream=False, tiled=False, variant=None):
     """Loop over flat arrays: p, t (same size), a (aux, e.g. pos_weight), w (weights).
 
     mode "reduce": partial[b] = float64 sum of the terms of block b;
@@ -78,25 +78,52 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     multiple of NT_RUN elements of each block, the rest of the block with plain
     stores; g must start 64-byte aligned (every block then does).  tiled (with
     stream): the loop stores tiles of TILE gradient elements into a buffer in
-    L1, and ``copy_nt`` writes them out (``cpu.streaming.TILED``).
+    L1, and ``copy_nt`` writes them out (``cpu.streaming.TILED``).  variant:
+    (holds(t block), fd2), a cheaper scalar fd2 for the blocks whose targets
+    ``holds`` (the loss's ``block_variant``).
     """
-    elem = _element(fd, n_aux, weighted, nparams, wide)
     reduce_ = mode == "reduce"
     write_l = mode == "none"
 
+    def runner(elem):
+        @always_inline
+        def run(pb, tb, ab, wb, gb, lb, tm, scale, prm, store):
+            # Slices indexed from 0: an index i - lo (or i in range(lo, hi)) may be
+            # negative as far as Numba knows, and the wraparound it adds turns the
+            # vectorized loads and stores into gathers and scatters.
+            for i in range(pb.size):
+                v, d = elem(pb, tb, ab, wb, i, prm)
+                if reduce_:
+                    tm[i] = v
+                if write_l:
+                    lb[i] = v
+                if want_grad:
+                    store(gb, i, d * scale)
+        return run
+
+    run_all = runner(_element(fd, n_aux, weighted, nparams, wide))
+    if variant is None:
+        holds, run_variant = _never, run_all
+    else:
+        holds, run_variant = variant[0], runner(_element(variant[1], n_aux, weighted, nparams,
+                                                         wide))
+
     @always_inline
-    def run(pb, tb, ab, wb, gb, lb, tm, scale, prm, store):
-        # Slices indexed from 0: an index i - lo (or i in range(lo, hi)) may be
-        # negative as far as Numba knows, and the wraparound it adds turns the
-        # vectorized loads and stores into gathers and scatters.
-        for i in range(pb.size):
-            v, d = elem(pb, tb, ab, wb, i, prm)
-            if reduce_:
-                tm[i] = v
-            if write_l:
-                lb[i] = v
-            if want_grad:
-                store(gb, i, d * scale)
+    def block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run):
+        if stream:
+            m = pb.size - pb.size % NT_RUN
+            if tiled:
+                for s in range(0, m, TILE):
+                    e = min(s + TILE, m)
+                    gt = gtile[:e - s]
+                    run(pb[s:e], tb[s:e], ab[s:e], wb[s:e], gt, lb[s:e], tm[s:e], scale, prm,
+                        put)
+                    copy_nt(gb[s:e], gt)
+            else:
+                run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale, prm, put_nt)
+            run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm, put)
+        else:
+            run(pb, tb, ab, wb, gb, lb, tm, scale, prm, put)
 
     def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
         n = p.size
@@ -113,21 +140,10 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
                 # (unused arrays are empty; their slices are empty too)
                 pb, tb, ab, wb, gb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], g[lo:hi], l[lo:hi]
                 tm = terms[:hi - lo]
-                if stream:
-                    m = (hi - lo) - (hi - lo) % NT_RUN
-                    if tiled:
-                        for s in range(0, m, TILE):
-                            e = min(s + TILE, m)
-                            gt = gtile[:e - s]
-                            run(pb[s:e], tb[s:e], ab[s:e], wb[s:e], gt, lb[s:e], tm[s:e],
-                                scale, prm, put)
-                            copy_nt(gb[s:e], gt)
-                    else:
-                        run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale,
-                            prm, put_nt)
-                    run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm, put)
+                if holds(tb):
+                    block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run_variant)
                 else:
-                    run(pb, tb, ab, wb, gb, lb, tm, scale, prm, put)
+                    block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run_all)
                 if reduce_:
                     partial[b] = sum64(tm)
             if stream:
@@ -135,20 +151,26 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     return loss_kernel
 
 
+@jitable
+def _never(t):
+    return False
+
+
 _ELEMENTWISE: dict = {}
 
 
 def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams,
-                       wide=False, stream=False) -> KernelPair:
+                       wide=False, stream=False, variant=None) -> KernelPair:
     """The kernels of ``elementwise_template``; a streamed one is tiled where
     ``cpu.streaming.TILED`` says."""
     tiled = stream and streaming.TILED
-    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide, stream, tiled)
+    key = (id(fd), n_aux, weighted, want_grad, mode, nparams, wide, stream, tiled,
+           None if variant is None else tuple(map(id, variant)))
     pair = _ELEMENTWISE.get(key)
     if pair is None:
         pair = _ELEMENTWISE[key] = KernelPair(
             elementwise_template(fd, n_aux, weighted, want_grad, mode, nparams, wide, stream,
-                                 tiled),
+                                 tiled, variant),
             interleave=INTERLEAVE if wide else 0)
     return pair
 

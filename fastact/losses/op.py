@@ -316,7 +316,8 @@ def _elementwise_terms(spec, fd, prm, p, t, aux, w, gf, per, scale):
     # sigmoid_focal_loss ran 3-10% slower with non-temporal stores)
     stream = want_grad and not spec.transcendental and _streams(gf)
     kern = kernels.elementwise_kernel(fd, 0 if aux is None else 1, w is not None, want_grad,
-                                      mode, len(prm), spec.transcendental, stream).get(n)
+                                      mode, len(prm), spec.transcendental, stream,
+                                      spec.extra["block_variant"]).get(n)
     partial = np.empty((n + kernels.BLOCK - 1) // kernels.BLOCK if per is None else 0,
                        np.float64)
     kern(p, t, empty if aux is None else aux, empty if w is None else w,

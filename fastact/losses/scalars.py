@@ -114,20 +114,33 @@ def log_cosh_lg(p, t):
 # ------------------------------------------------------------ binary classification
 
 @helper
-def bce_lg(p, t):
-    """Its loss term is NaN where p or t lies outside [0, 1], so that a NaN sum
-    flags invalid inputs (``nan_if_invalid``: the range check may follow the
-    kernel); the gradient there is unspecified."""
+def _bce_term(p, t, binary):
+    """Binary cross-entropy's term and gradient.  binary (a constant): every t
+    is 0 or 1, and the term takes one log instead of two.  Its loss term is
+    NaN where p or t lies outside [0, 1], so that a NaN sum flags invalid
+    inputs (``nan_if_invalid``: the range check may follow the kernel); the
+    gradient there is unspecified."""
     one, zero = lit(p, 1.0), lit(p, 0.0)
     lo = lit(p, -100.0)
-    # the logs clamped at -100 (PyTorch); a NaN p makes them -100 here, and
-    # the term NaN below
-    lp = log(p)
-    lp = lp if lp > lo else lo
-    l1p = log1m_unit(p)          # log(1 - p): any p outside [0, 1] gives a NaN term
-    l1p = l1p if l1p > lo else lo
-    v = (t - one) * l1p - t * lp
-    den = (one - p) * p
+    u = one - p
+    if binary:
+        # -log p (t = 1) or -log(1 - p) (t = 0), the log clamped at -100: one log,
+        # of p or of u = 1 - p rounded plus its rounding error d = (1 - u) - p
+        # over u, as log1m_unit (d is 0 unless p < 1/2, where 1/u = 1 + q + q**2
+        # + q**3 to far below d's weight, q = 1 - u exact)
+        q = one - u
+        pos = t == one
+        lw = log(p if pos else u) + (zero if pos else (q - p) * (one + q * (one + q * (one + q))))
+        v = -(lw if lw > lo else lo)
+    else:
+        # the logs clamped at -100 (PyTorch); a NaN p makes them -100 here, and
+        # the term NaN below
+        lp = log(p)
+        lp = lp if lp > lo else lo
+        l1p = log1m_unit(p)          # log(1 - p): any p outside [0, 1] gives a NaN term
+        l1p = l1p if l1p > lo else lo
+        v = (t - one) * l1p - t * lp
+    den = u * p
     # p and t lie in [0, 1] exactly where p (1 - p) >= 0 and t (1 - t) >= 0
     # (false for NaN, inf and any value outside)
     inside = (den >= zero) & ((one - t) * t >= zero)
@@ -135,6 +148,17 @@ def bce_lg(p, t):
     eps = lit(p, 1e-12)
     den = den if den > eps else eps          # (a NaN p or t: a NaN numerator)
     return v, (p - t) / den
+
+
+@helper
+def bce_lg(p, t):
+    return _bce_term(p, t, False)
+
+
+@helper
+def bce_binary_lg(p, t):
+    """``bce_lg`` for targets that are 0 or 1 (the per-block variant of its CPU kernels)."""
+    return _bce_term(p, t, True)
 
 
 @helper
