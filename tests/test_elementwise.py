@@ -472,21 +472,28 @@ def test_unavailable_cuda_backend_says_why(monkeypatch):
 # ------------------------------------------------------------ vectorization
 
 def _kernel_asm(name, choice, dtype, baked=False):
-    """Assembly of the kernel that forward_backward runs on large arrays (the
-    streamed one, with the op's interleave for dtype), compiled afresh (Numba
-    shows no assembly for kernels loaded from its disk cache).  baked: the
+    """Assembly of the parallel kernel that forward_backward runs on large
+    arrays, with the op's interleave for dtype, compiled afresh (Numba shows no
+    assembly for kernels loaded from its disk cache).  Where streaming stores
+    in the loop that computes (hosts with 512-bit vectors), the streamed
+    kernel; elsewhere the plain one, whose loop the tiled streamed kernel runs
+    on each tile (and which compiles in about 1 s against 12).  baked: the
     kernel of calls with the default parameters, which has them as constants
     (``registry.baked_scalars``); else the one that takes them as arguments."""
-    from fastact.cpu import elementwise as cpu_elementwise
+    from fastact.cpu import elementwise as cpu_elementwise, streaming
+    from fastact.cpu.jit import KernelPair
     from fastact.registry import baked_scalars
     spec = fa.REGISTRY[name]
     scalars = spec.scalars_for(choice)
     params = default_params(spec)
     if baked:
         scalars, params = baked_scalars(scalars, spec.default_numeric), {}
-    kernel = cpu_elementwise.pass_kernel(
-        scalars, "forward_backward", len(params), spec.transcendental,
-        spec.interleave_for(scalars, dtype)).streamed_pair(cache=False).parallel
+    pk = cpu_elementwise.pass_kernel(scalars, "forward_backward", len(params),
+                                     spec.transcendental, spec.interleave_for(scalars, dtype))
+    if streaming.TILED:
+        kernel = KernelPair(pk.pyfunc, interleave=pk.pair.interleave_count, cache=False).parallel
+    else:
+        kernel = pk.streamed_pair(cache=False).parallel
     # fewer elements than one streamed run: only the plain remainder loop runs
     x = np.linspace(-3, 3, 100).astype(dtype)
     kernel(x, x, np.empty_like(x), np.empty_like(x), tuple(dtype(v) for v in params.values()))
@@ -532,7 +539,8 @@ def test_transcendental_kernels_are_vectorized(name, choice, baked, dtype):
         assert len(wide) >= 8, f"{name}: packed arithmetic not on zmm registers"
     calls = re.findall(r"call\w*\s+[^\n]*(exp|log|erf|tanh)", asm, flags=re.I)
     assert not calls, f"{name}: scalar math calls left in the kernel: {calls[:3]}"
-    if _host_has_avx512():
+    from fastact.cpu import streaming
+    if _host_has_avx512() and not streaming.TILED:
         # The interleave counts (ops.elementwise.INTERLEAVE, dtype_interleave)
         # must leave the loop in the 32 vector registers.  Spilled vectors go
         # through the stack, and such loops run 2-3x slower in the processes

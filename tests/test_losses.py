@@ -583,16 +583,19 @@ def test_all_binary(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bce_blocks_of_binary_targets_give_the_general_values(dtype, rng):
-    """The CPU kernels take a one-log variant of binary_cross_entropy for each
-    block of targets that are all 0 or 1 (``losses.kernels``, BLOCK elements):
-    blocks of binary targets, blocks with one fractional target, NaN or
-    special probabilities give the general kernel's values."""
+    """The parallel CPU kernels take a one-log variant of binary_cross_entropy
+    for each block of targets that are all 0 or 1 (``losses.kernels``, BLOCK
+    elements): blocks of binary targets, blocks with one fractional target,
+    NaN or special probabilities, probabilities next to 0 and 1 give the
+    general kernel's values."""
+    from fastact.cpu.jit import PARALLEL_MIN
     from fastact.cpu.reduce import all_binary
     from fastact.losses import kernels, scalars
     B = kernels.BLOCK
-    n = 5 * B + 17
+    n = max(5 * B, PARALLEL_MIN) + 17
     p = rng.uniform(0, 1, n).astype(dtype)
     p[:8] = [0.0, 1.0, 0.0, 1.0, 1e-30, 1 - 2.0 ** -20, 0.5, np.finfo(dtype).smallest_subnormal]
+    p[8:608] = _near_0_and_1(dtype)
     t = (rng.uniform(0, 1, n) < 0.5).astype(dtype)
     t[:4] = [0.0, 0.0, 1.0, 1.0]
     t[B + 100] = 0.25                          # block 1: one fractional target
@@ -630,18 +633,18 @@ def test_bce_log_clamp():
     np.testing.assert_array_equal(l32, [100, 100, 0, 0])
 
 
-@pytest.mark.parametrize("targets", ["fractional", "binary"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bce_probabilities_near_0_and_1(dtype, targets, rng):
-    """log(1 - p) keeps full relative accuracy for tiny p and for p next to 1,
-    where 1 - p is rounded or exact (float64 reference, per element); binary
-    targets take the CPU kernels' one-log variant."""
+def _near_0_and_1(dtype):
     tiny = np.logspace(-30 if dtype == np.float64 else -20, -0.4, 300)
     gap = np.logspace(-15 if dtype == np.float64 else -7, -0.4, 300)
-    p = np.concatenate([tiny, 1 - gap]).astype(dtype)
+    return np.concatenate([tiny, 1 - gap]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_probabilities_near_0_and_1(dtype, rng):
+    """log(1 - p) keeps full relative accuracy for tiny p and for p next to 1,
+    where 1 - p is rounded or exact (float64 reference, per element)."""
+    p = _near_0_and_1(dtype)
     t = rng.uniform(0, 1, p.size).astype(dtype)
-    if targets == "binary":
-        t = (t < 0.5).astype(dtype)
     loss, grad = fa.binary_cross_entropy.value_and_grad(p, t, reduction="none")
     pd, td = p.astype(np.float64), t.astype(np.float64)
     ref = -(td * np.maximum(np.log(pd), -100) + (1 - td) * np.maximum(np.log1p(-pd), -100))

@@ -130,7 +130,8 @@ def _bce_term(p, t, binary):
         # + q**3 to far below d's weight, q = 1 - u exact)
         q = one - u
         pos = t == one
-        lw = log(p if pos else u) + (zero if pos else (q - p) * (one + q * (one + q * (one + q))))
+        d = zero if pos else q - p           # (selected before the product: one FMA, as there)
+        lw = log(p if pos else u) + d * (one + q * (one + q * (one + q)))
         v = -(lw if lw > lo else lo)
     else:
         # the logs clamped at -100 (PyTorch); a NaN p makes them -100 here, and
