@@ -20,8 +20,8 @@ from fastact.cpu.jit import JIT_OPTIONS, PARALLEL_MIN
 # dtype (elements per vector), not on the op: every pass of ops without, with
 # one and with two parameters, each dtype at least twice, and transcendental
 # ops (512-bit vectors, interleaved) in both dtypes.  Compiling is what these
-# tests spend their time on (about 45 s a case on a 2-core Zen 3, 50-90 s for
-# gelu; test_elementwise checks every transcendental op's streamed loop).
+# tests spend their time on (10-20 s a case on a 2-core Zen 3 with two test
+# workers; test_elementwise checks every transcendental op's vectorized loop).
 STREAMED = [("relu", np.float32), ("leaky_relu", np.float64), ("threshold", np.float32),
             ("tanh", np.float32), ("sigmoid", np.float64)]
 LOSSES = [("mse", np.float32), ("mse", np.float64), ("hinge", np.float32),

@@ -14,7 +14,7 @@ loop copies out (``tiled_kernel``), as ``streaming.TILED`` says for the host.
 import numpy as np
 from numba import prange
 
-from ..mathlib import always_inline
+from ..mathlib import always_inline, cpu_inline
 from .jit import PARALLEL_MIN, KernelPair, inline_scalar
 from . import streaming
 from .streaming import BLOCK, NT_RUN, TILE, aligned_head, store_fence, store_nt, streams
@@ -86,9 +86,19 @@ PASSES = {
 
 
 def _uniform(pass_kernel, n_in: int, n_out: int):
-    """pass_kernel(*inputs, *outputs, p) inlined as f(i0, i1, o0, o1, p); unused
-    arrays are empty.  (Inlined: a call to its compiled dispatcher would put the
-    dispatcher, which pickles with a per-process id, in the cache key.)"""
+    """pass_kernel(*inputs, *outputs, p) as f(i0, i1, o0, o1, p), serial (its
+    prange runs as a range); unused arrays are empty.
+
+    f is compiled once per signature and inlined by LLVM (``cpu_inline``), so
+    its loop is vectorized in f itself, with the scalar's 512-bit hint
+    (``jit.prefer_wide_vectors``).  The streamed kernels call it from two or
+    three places; inlining it at Numba IR level instead (``always_inline``)
+    typed and lowered it at each, and each layer below it again: the first
+    relu value_and_derivative float32 call on a streamed output took 7.2 s
+    (tiled) and 4.2 s (in the loop), against 4.0 and 3.2 with these layers
+    compiled once (1.3 s unstreamed).  (Called through ``cpu_inline`` or
+    ``always_inline``, not as a jitted dispatcher: a dispatcher pickles with a
+    per-process id, which would put it in the cache key.)"""
     serial = always_inline(pass_kernel)
     if n_in == 1 and n_out == 1:
         def f(i0, i1, o0, o1, p):
@@ -102,7 +112,7 @@ def _uniform(pass_kernel, n_in: int, n_out: int):
     else:
         def f(i0, i1, o0, o1, p):
             serial(i0, i1, o0, o1, p)
-    return always_inline(f)
+    return cpu_inline(f)
 
 
 def _over_blocks(block, rest):
@@ -165,7 +175,7 @@ def tiled_kernel(plain_kernel, n_in: int, n_out: int):
             copy_nt(o0[s:e], t0[:e - s])
             if o1.size:
                 copy_nt(o1[s:e], t1[:e - s])
-    return _over_blocks(always_inline(tiles), body)
+    return _over_blocks(cpu_inline(tiles), body)
 
 
 class PassKernel:

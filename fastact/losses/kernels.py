@@ -25,7 +25,7 @@ from ..cpu.reduce import dot64, scaled_max, sum64
 from ..cpu import streaming
 from ..cpu.elementwise import copy_nt, put, put_nt
 from ..cpu.streaming import NT_RUN, TILE, store_fence
-from ..mathlib import exp, exp_neg_abs, log, tanh
+from ..mathlib import cpu_inline, exp, exp_neg_abs, log, tanh
 
 # Elements per block (a multiple of NT_RUN: blocks of an aligned gradient start
 # aligned; the loss terms of a block go to a buffer in cache), blocks per
@@ -81,13 +81,19 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
     L1, and ``copy_nt`` writes them out (``cpu.streaming.TILED``).  variant:
     (holds(t block), fd2), a cheaper scalar fd2 for the blocks whose targets
     ``holds`` (the loss's ``block_variant``).
+
+    The loop of a block (``run``) and the block (``block``) are compiled once
+    per signature and inlined by LLVM (``cpu_inline``), as the streamed
+    activation kernels' layers (``cpu.elementwise._uniform``): inlined at
+    Numba IR level at each of their call sites, they took about half of the
+    compile time: the first mse float32 value_and_grad call on 394253 elements
+    took 5.8 s, against 3.5 s now, binary_cross_entropy 11.2 s against 6.3.
     """
     reduce_ = mode == "reduce"
     write_l = mode == "none"
 
-    def runner(elem):
-        @always_inline
-        def run(pb, tb, ab, wb, gb, lb, tm, scale, prm, store):
+    def runner(elem, store):
+        def run(pb, tb, ab, wb, gb, lb, tm, scale, prm):
             # Slices indexed from 0: an index i - lo (or i in range(lo, hi)) may be
             # negative as far as Numba knows, and the wraparound it adds turns the
             # vectorized loads and stores into gathers and scatters.
@@ -99,31 +105,36 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
                     lb[i] = v
                 if want_grad:
                     store(gb, i, d * scale)
-        return run
+        return cpu_inline(run)
 
-    run_all = runner(_element(fd, n_aux, weighted, nparams, wide))
-    if variant is None:
-        holds, run_variant = _never, run_all
-    else:
-        holds, run_variant = variant[0], runner(_element(variant[1], n_aux, weighted, nparams,
-                                                         wide))
+    def blocks(fd_):
+        """block(...): the loop of one block with scalar fd_, its gradient
+        streamed as the flags say."""
+        elem = _element(fd_, n_aux, weighted, nparams, wide)
+        run = runner(elem, put)
+        run_nt = runner(elem, put_nt) if stream and not tiled else run
 
-    @always_inline
-    def block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run):
-        if stream:
-            m = pb.size - pb.size % NT_RUN
-            if tiled:
-                for s in range(0, m, TILE):
-                    e = min(s + TILE, m)
-                    gt = gtile[:e - s]
-                    run(pb[s:e], tb[s:e], ab[s:e], wb[s:e], gt, lb[s:e], tm[s:e], scale, prm,
-                        put)
-                    copy_nt(gb[s:e], gt)
+        def block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm):
+            if stream:
+                m = pb.size - pb.size % NT_RUN
+                if tiled:
+                    for s in range(0, m, TILE):
+                        e = min(s + TILE, m)
+                        gt = gtile[:e - s]
+                        run(pb[s:e], tb[s:e], ab[s:e], wb[s:e], gt, lb[s:e], tm[s:e], scale, prm)
+                        copy_nt(gb[s:e], gt)
+                else:
+                    run_nt(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale, prm)
+                run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm)
             else:
-                run(pb[:m], tb[:m], ab[:m], wb[:m], gb[:m], lb[:m], tm[:m], scale, prm, put_nt)
-            run(pb[m:], tb[m:], ab[m:], wb[m:], gb[m:], lb[m:], tm[m:], scale, prm, put)
-        else:
-            run(pb, tb, ab, wb, gb, lb, tm, scale, prm, put)
+                run(pb, tb, ab, wb, gb, lb, tm, scale, prm)
+        return cpu_inline(block)
+
+    block_all = blocks(fd)
+    if variant is None:
+        holds, block_variant = _never, block_all
+    else:
+        holds, block_variant = variant[0], blocks(variant[1])
 
     def loss_kernel(p, t, a, w, g, l, partial, scale, prm):
         n = p.size
@@ -141,9 +152,9 @@ def elementwise_template(fd, n_aux=0, weighted=False, want_grad=True, mode="redu
                 pb, tb, ab, wb, gb, lb = p[lo:hi], t[lo:hi], a[lo:hi], w[lo:hi], g[lo:hi], l[lo:hi]
                 tm = terms[:hi - lo]
                 if holds(tb):
-                    block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run_variant)
+                    block_variant(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm)
                 else:
-                    block(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm, run_all)
+                    block_all(pb, tb, ab, wb, gb, lb, tm, gtile, scale, prm)
                 if reduce_:
                     partial[b] = sum64(tm)
             if stream:
