@@ -20,6 +20,23 @@ class _Required:
 REQUIRED = _Required()
 
 
+
+def require(param, ok, condition):
+    """A parameter check (``OpSpec.check``): ValueError where ok(value of param)
+    is false, saying that param must be ``condition``."""
+    def check(op, values):
+        if not ok(values[param]):
+            raise ValueError(f"{op}: {param} must be {condition}, got {values[param]}")
+    return check
+
+
+def require_all(*checks):
+    """One parameter check made of several (each in turn)."""
+    def check(op, values):
+        for c in checks:
+            c(op, values)
+    return check
+
 @dataclass(frozen=True)
 class Param:
     """A keyword parameter of an op.
@@ -82,8 +99,10 @@ class OpSpec:
     example: Optional[Callable] = None
     # Free-form extra data for templates of other kinds.
     extra: dict = field(default_factory=dict)
-    # check(op name, {parameter name: value}) for the numeric parameters (floats):
-    # raises ValueError for values the op does not take (``bind`` calls it).
+    # check(op name, {parameter name: value}): raises ValueError for values the
+    # op does not take (``require`` makes one).  ``bind`` calls it with the
+    # numeric parameters (floats); a loss's ``losses.op.bind_options`` with all
+    # of its options.
     check: Optional[Callable] = None
 
     def example_call(self, pass_name, size, dtype, rng):

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..cpu.reduce import all_binary
-from ..registry import OpSpec, Param, register
+from ..registry import OpSpec, Param, register, require, require_all
 from . import kernels, scalars as S
 
 RED = ("mean", "sum", "none")
@@ -18,25 +18,16 @@ RED = ("mean", "sum", "none")
 
 # ------------------------------------------------------------ option checks
 
-def _positive(*names):
-    def check(op, opts):
-        for n in names:
-            v = opts[n]
-            if not v > 0 or math.isinf(v):
-                raise ValueError(f"{op}: {n} must be a positive finite number, got {v}")
-    return check
+def _positive(name):
+    return require(name, lambda v: 0.0 < v < math.inf, "a positive finite number")
 
 
-def _smooth_l1_check(op, opts):
-    if not opts["beta"] >= 0 or math.isinf(opts["beta"]):
-        raise ValueError(f"{op}: beta must be >= 0 and finite, got {opts['beta']}")
+def _nonnegative(name):
+    return require(name, lambda v: 0.0 <= v < math.inf, ">= 0 and finite")
 
 
-def _focal_check(op, opts):
-    if not opts["gamma"] >= 0 or math.isinf(opts["gamma"]):
-        raise ValueError(f"{op}: gamma must be >= 0 and finite, got {opts['gamma']}")
-    if math.isnan(opts["alpha"]):
-        raise ValueError(f"{op}: alpha is NaN")
+_focal_check = require_all(_nonnegative("gamma"),
+                           require("alpha", lambda a: not math.isnan(a), "a number"))
 
 
 def _focal_scalar(opts, reduction):
@@ -396,12 +387,12 @@ def _loss(name, doc, scalar, numpy, params=(), reduction="mean", family="element
     (``op.LossOp._run_plain``).  block_variant: (holds(t), scalar), a cheaper
     scalar that the CPU kernels use for each block of targets where ``holds``
     (the same values)."""
-    extra = dict(family=family, scalar=scalar, check=check, validate=validate,
+    extra = dict(family=family, scalar=scalar, validate=validate,
                  two_pass=two_pass, nan_if_invalid=nan_if_invalid, block_variant=block_variant)
     ps = (Param("reduction", reduction, choices=reductions),) + tuple(params)
     register(OpSpec(name=name, kind="loss", doc=doc + _COMMON.format(n=name), params=ps,
                     numpy=numpy, passes=_PASSES, example=example, extra=extra,
-                    transcendental=transcendental))
+                    transcendental=transcendental, check=check))
 
 
 _Z = "z = pred - target"
@@ -425,7 +416,7 @@ _loss("huber", f"Huber loss (PyTorch): 0.5 z**2 if |z| <= delta else delta (|z| 
 _loss("smooth_l1", f"Smooth L1 (PyTorch): 0.5 z**2 / beta if |z| < beta else |z| - 0.5 beta, "
       f"{_Z} (beta = 0 is L1);  gradient z / beta resp. sign(z).",
       _fixed(S.smooth_l1_lg, "beta"), _elementwise_numpy(_np_smooth_l1),
-      params=(Param("beta", 1.0),), check=_smooth_l1_check)
+      params=(Param("beta", 1.0),), check=_nonnegative("beta"))
 _loss("pseudo_huber", f"Pseudo-Huber: delta**2 (sqrt(1 + (z/delta)**2) - 1), {_Z};  gradient "
       "z / sqrt(1 + (z/delta)**2).", _fixed(S.pseudo_huber_lg, "delta"),
       _elementwise_numpy(_np_pseudo_huber), params=(Param("delta", 1.0),),

@@ -59,9 +59,8 @@ def bind_options(spec, kwargs: dict) -> dict:
             except (TypeError, ValueError):
                 raise TypeError(f"{spec.name}: {name} must be a real number, got {v!r}") from None
         opts[name] = v
-    check = spec.extra.get("check")
-    if check is not None:
-        check(spec.name, opts)
+    if spec.check is not None:
+        spec.check(spec.name, opts)
     return opts
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..mathlib import (PDF_CUTOFF_F32, PDF_CUTOFF_F64, exp, exp_neg, expm1, fma, is_float32, jitable, lit,
                        normal_pdf, polynomial)
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
-from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register
+from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register, require
 
 
 def _first(fd):
@@ -76,15 +76,6 @@ def define(name, doc, vad, numpy_vad, numpy_value=None, params=(), domain=(-20.0
     return register(OpSpec(name=name, kind="elementwise", doc=doc, params=tuple(params),
                            scalars=scalars, domain=domain, transcendental=transcendental,
                            example=example, interleave=interleave, check=check))
-
-
-def _require(param, ok, condition):
-    """A parameter check (``OpSpec.check``): ValueError where ok(value of param)
-    is false, saying that param must be ``condition``."""
-    def check(op, values):
-        if not ok(values[param]):
-            raise ValueError(f"{op}: {param} must be {condition}, got {values[param]}")
-    return check
 
 
 # ------------------------------------------------------------ piecewise-linear
@@ -258,7 +249,7 @@ define("softshrink",
        lambda x, l: (np.where(x > l, x - l, np.where(x < -l, x + l, 0)).astype(x.dtype),
                      (np.abs(x) > l).astype(x.dtype)),
        params=[Param("lambd", 0.5)],
-       check=_require("lambd", lambda lambd: 0.0 <= lambd < math.inf, ">= 0 and finite"))
+       check=require("lambd", lambda lambd: 0.0 <= lambd < math.inf, ">= 0 and finite"))
 
 
 @jitable
@@ -320,7 +311,7 @@ define("squareplus",
        squareplus_vad, _np_squareplus,
        numpy_value=lambda x, b: 0.5 * (x + np.sqrt(x * x + b)),
        params=[Param("b", 4.0)], domain=(-1e3, 1e3),
-       check=_require("b", lambda b: b >= 0.0, ">= 0"))
+       check=require("b", lambda b: b >= 0.0, ">= 0"))
 
 
 # ------------------------------------------------------------ exponential family
@@ -481,7 +472,7 @@ define("celu",
        lambda x, a: (np.where(x > 0, x, a * np.expm1(x / a)), np.where(x > 0, 1, np.exp(x / a))),
        numpy_value=lambda x, a: np.where(x > 0, x, a * np.expm1(x / a)),
        params=[Param("alpha", 1.0)], transcendental=True, domain=(-80.0, 80.0),
-       check=_require("alpha", lambda alpha: alpha != 0.0, "nonzero"))
+       check=require("alpha", lambda alpha: alpha != 0.0, "nonzero"))
 
 
 @jitable
