@@ -349,11 +349,20 @@ def pow_unit(x, y):
         return x ** y
 
 
+def bernoulli_log(p, t):
+    """log p where t = 1, log(1 - p) elsewhere, for p in [0, 1] (NaN kept):
+    the log-likelihood of an outcome t in {0, 1} of probability p, one log
+    whichever it takes (binary cross-entropy with 0/1 targets).  The CPU takes
+    log(1 - p) as ``log1m_unit`` does, exact near 0."""
+    with np.errstate(all="ignore"):
+        return np.log(p) if t == 1 else np.log1p(-p)
+
+
 MATH_FUNCTIONS = ("exp", "exp_neg_abs", "expm1_neg_abs", "expm1", "log", "log1p", "log1p_unit",
                   "log1m_unit", "tanh", "erfc",
                   "erfcx", "normal_pdf")
 # functions of two arguments, both of the same float type
-MATH_FUNCTIONS_2 = ("exp_neg", "pow_unit")
+MATH_FUNCTIONS_2 = ("exp_neg", "pow_unit", "bernoulli_log")
 
 
 def _register_cpu():

@@ -421,6 +421,43 @@ def test_pow_unit(dt, parallel):
         assert not problems, "; ".join(problems)
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
+@pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
+def test_bernoulli_log(dt, parallel):
+    # log p for t = 1, log(1 - p) for t = 0, p over [0, 1] down to the least
+    # denormal and up to 1 - 1e-7: full relative accuracy on both sides
+    rng = np.random.default_rng(13)
+    fi = np.finfo(dt)
+    lo = math.log10(float(fi.smallest_subnormal))
+    p = np.concatenate([rng.uniform(0, 1, 2000), 10.0 ** rng.uniform(lo, 0, 2000),
+                        1 - 10.0 ** rng.uniform(-7, 0, 1000)]).astype(dt)
+    t = (rng.random(p.size) < 0.5).astype(dt)
+    out = np.empty_like(p)
+    _kernel2("bernoulli_log", parallel)(p, t, out)
+    with mpmath.workprec(100):
+        ref = np.array([float(mpmath.log(mpmath.mpf(float(a))) if b == 1 else
+                              mpmath.log1p(-mpmath.mpf(float(a)))) for a, b in zip(p, t)])
+    rel_max, bad = errors(p, out, ref)
+    assert rel_max <= RTOL[dt], rel_max
+    assert bad.size == 0, [(p[j], t[j], out[j], ref[j]) for j in bad[:10]]
+    # each side where the other one's log would be taken wrongly: log(1 - p) of
+    # tiny p is about -p, log p of p near 1 about p - 1
+    assert np.any((t == 0) & (p < 1e-3)) and np.any((t == 1) & (p > 1 - 1e-3))
+    ps = np.array([0.0, 1.0, 0.0, 1.0, np.nan, np.nan], dtype=dt)
+    ts = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], dtype=dt)
+    ys = np.empty_like(ps)
+    _kernel2("bernoulli_log", parallel)(ps, ts, ys)
+    assert ys[0] == -np.inf and ys[1] == -np.inf and ys[2] == 0.0 and ys[3] == 0.0
+    assert np.isnan(ys[4]) and np.isnan(ys[5])
+    # the plain Python body (CUDA simulator) gives the same specials
+    assert [mathlib.bernoulli_log(a, b) for a, b in zip(ps[:4], ts[:4])] == list(ys[:4])
+    if parallel:
+        k = _kernel2("bernoulli_log", True)
+        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
+        problems = asm_problems(k.inspect_asm(sig), dt)
+        assert not problems, "; ".join(problems)
+
+
 def test_scalar_python_fallback_unchanged():
     # The plain-Python bodies in mathlib stay usable (CUDA simulator, pure calls).
     assert mathlib.exp(np.float32(1.0)).dtype == np.float32

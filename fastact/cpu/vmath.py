@@ -531,14 +531,31 @@ def _build(F):
         return _sel(x != x, x, y)
 
     @register_jitable
+    def _log1m_correction(d, q):
+        """d/u for u = 1 - x rounded, q = 1 - u (exact) and d = q - x its
+        rounding error: log(1 - x) = log(u + d) ~ log(u) + d/u.  d is 0 unless
+        x < 1/2, where 1/u = 1 + q + q**2 + q**3 to far below d's weight."""
+        return d * (ONE + q * (ONE + q * (ONE + q)))
+
+    @register_jitable
     def log1m_unit_(x):
         u = ONE - x                          # in [0, 1]: 0 or a normal number
         q = ONE - u                          # exact
         k, m = _log_reduce(u)
-        # log(1 - x) = log(u + d) ~ log(u) + d/u, d = q - x
-        y = _log_km(k, m) + (q - x) * (ONE + q * (ONE + q * (ONE + q)))
+        y = _log_km(k, m) + _log1m_correction(q - x, q)
         y = _sel(u == ZERO, -INF, y)
         return _sel(x != x, x, y)
+
+    @register_jitable
+    def bernoulli_log_(a, b):                    # log p (t = 1) or log(1 - p)
+        p, t = a, b
+        u = ONE - p
+        q = ONE - u
+        pos = t == ONE
+        # the log of p or of u, and u's correction; d selected before the
+        # product, so that it contracts to one FMA as in log1m_unit
+        d = _sel(pos, ZERO, q - p)
+        return log_(_sel(pos, p, u)) + _log1m_correction(d, q)
 
     @register_jitable
     def pow_unit_(a, b):                         # a**b
@@ -685,7 +702,7 @@ def _build(F):
 
     return dict(exp=exp_, exp_neg=exp_neg_, exp_neg_abs=exp_neg_abs_, expm1_neg_abs=expm1_neg_abs_,
                 normal_pdf=normal_pdf_, expm1=expm1_, log=log_, log1p=log1p_, log1p_unit=log1p_unit_,
-                log1m_unit=log1m_unit_, pow_unit=pow_unit_,
+                log1m_unit=log1m_unit_, pow_unit=pow_unit_, bernoulli_log=bernoulli_log_,
                 tanh=tanh_, erfc=erfc_, erfcx=erfcx_)
 
 

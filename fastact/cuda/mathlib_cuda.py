@@ -79,6 +79,12 @@ def _pow_unit(pow_):
     return pow_unit
 
 
+def _bernoulli_log(log, log1p, one):
+    def bernoulli_log(a, b):
+        return log(a) if b == one else log1p(-a)
+    return bernoulli_log
+
+
 def _expm1_neg_abs(expm1, zero):
     def expm1_neg_abs(x):
         return expm1(-abs(x)) + zero          # (+0 at x = +-0)
@@ -125,7 +131,9 @@ def _register_composed(name, f32, f64):
 # two-argument functions: name -> (float32, float64 implementation)
 _COMPOSED_2 = {"exp_neg": (_exp_neg(libdevice.expf, libdevice.fmaf),
                            _exp_neg(libdevice.exp, libdevice.fma)),
-               "pow_unit": (_pow_unit(libdevice.powf), _pow_unit(libdevice.pow))}
+               "pow_unit": (_pow_unit(libdevice.powf), _pow_unit(libdevice.pow)),
+               "bernoulli_log": (_bernoulli_log(libdevice.logf, libdevice.log1pf, np.float32(1.0)),
+                                 _bernoulli_log(libdevice.log, libdevice.log1p, np.float64(1.0)))}
 
 
 def _register_composed_2(name, f32, f64):

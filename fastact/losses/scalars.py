@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from ..mathlib import (exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1m_unit, log1p_unit,
-                       pow_unit)
+from ..mathlib import (bernoulli_log, exp, exp_neg_abs, expm1_neg_abs, helper, lit, log, log1m_unit,
+                       log1p_unit, pow_unit)
 from ..parts import sigmoid_pair, softplus_pair
 
 LOG2 = math.log(2.0)
@@ -124,14 +124,8 @@ def _bce_term(p, t, binary):
     lo = lit(p, -100.0)
     u = one - p
     if binary:
-        # -log p (t = 1) or -log(1 - p) (t = 0), the log clamped at -100: one log,
-        # of p or of u = 1 - p rounded plus its rounding error d = (1 - u) - p
-        # over u, as log1m_unit (d is 0 unless p < 1/2, where 1/u = 1 + q + q**2
-        # + q**3 to far below d's weight, q = 1 - u exact)
-        q = one - u
-        pos = t == one
-        d = zero if pos else q - p           # (selected before the product: one FMA, as there)
-        lw = log(p if pos else u) + d * (one + q * (one + q * (one + q)))
+        # -log p (t = 1) or -log(1 - p) (t = 0), the log clamped at -100
+        lw = bernoulli_log(p, t)
         v = -(lw if lw > lo else lo)
     else:
         # the logs clamped at -100 (PyTorch); a NaN p makes them -100 here, and
