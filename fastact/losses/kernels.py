@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable as jitable
 
-from ..cpu.jit import JIT_OPTIONS, KernelPair, always_inline, inline_scalar, kernel_jit
+from ..cpu.jit import JIT_OPTIONS, PARALLEL_MIN, KernelPair, always_inline, inline_scalar, kernel_jit
 from ..cpu.reduce import dot64, scaled_max, sum64
 from ..cpu import streaming
 from ..cpu.elementwise import copy_nt, put, put_nt
@@ -185,6 +185,18 @@ def elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams,
             interleave=INTERLEAVE if wide else 0)
     return pair
 
+
+
+def elementwise_kernel_for(n, fd, n_aux, weighted, want_grad, mode, nparams, wide=False,
+                           stream=False, variant=None):
+    """The kernel of ``elementwise_kernel`` that runs n elements (serial or
+    parallel).  Only the parallel kernels (from PARALLEL_MIN elements) take the
+    block variant: on fewer elements it saves microseconds, and a second loop
+    doubles the kernel's compile time."""
+    if n < PARALLEL_MIN:
+        variant = None
+    return elementwise_kernel(fd, n_aux, weighted, want_grad, mode, nparams, wide, stream,
+                              variant).get(n)
 
 # ------------------------------------------------------------ row-wise
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from .. import api, dispatch
 from ..cpu import streaming
-from ..cpu.jit import PARALLEL_MIN
 from ..cpu.streaming import aligned_head, streams
 from ..dispatch import Outputs, dtypes_for, resolve_backend, to_host_array
 from . import kernels
@@ -315,12 +314,9 @@ def _elementwise_terms(spec, fd, prm, p, t, aux, w, gf, per, scale):
     # those of transcendental losses (512-bit vectors; log_cosh and
     # sigmoid_focal_loss ran 3-10% slower with non-temporal stores)
     stream = want_grad and not spec.transcendental and _streams(gf)
-    # the block variant for the parallel kernels only: below PARALLEL_MIN
-    # elements it would save microseconds and cost compile time
-    variant = spec.extra["block_variant"] if n >= PARALLEL_MIN else None
-    kern = kernels.elementwise_kernel(fd, 0 if aux is None else 1, w is not None, want_grad,
-                                      mode, len(prm), spec.transcendental, stream,
-                                      variant).get(n)
+    kern = kernels.elementwise_kernel_for(n, fd, 0 if aux is None else 1, w is not None,
+                                          want_grad, mode, len(prm), spec.transcendental,
+                                          stream, spec.extra["block_variant"])
     partial = np.empty((n + kernels.BLOCK - 1) // kernels.BLOCK if per is None else 0,
                        np.float64)
     kern(p, t, empty if aux is None else aux, empty if w is None else w,
