@@ -91,12 +91,13 @@ def _uniform(pass_kernel, n_in: int, n_out: int):
 
     f is compiled once per signature and inlined by LLVM (``cpu_inline``), so
     its loop is vectorized in f itself, with the scalar's 512-bit hint
-    (``jit.prefer_wide_vectors``).  The streamed kernels call it from two or
-    three places; inlining it at Numba IR level instead (``always_inline``)
-    typed and lowered it at each, and each layer below it again: the first
-    relu value_and_derivative float32 call on a streamed output took 7.2 s
-    (tiled) and 4.2 s (in the loop), against 4.0 and 3.2 with these layers
-    compiled once (1.3 s unstreamed).  (Called through ``cpu_inline`` or
+    (``jit.prefer_wide_vectors``).  The tiled kernel calls it from two places
+    (each tile, the last elements); inlining it and the layers around it at
+    Numba IR level instead (``always_inline``) typed and lowered them again at
+    each call site of each layer: the first relu value_and_derivative
+    float32 call on a streamed output took 7.2 s (tiled) and 4.2 s (in the
+    loop), against 4.0 and 3.2 with these layers compiled once (1.3 s
+    unstreamed).  (Called through ``cpu_inline`` or
     ``always_inline``, not as a jitted dispatcher: a dispatcher pickles with a
     per-process id, which would put it in the cache key.)"""
     serial = always_inline(pass_kernel)
