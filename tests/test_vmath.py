@@ -358,6 +358,41 @@ def _kernel2(name, parallel):
     return k
 
 
+def _run2(name, a, b, parallel):
+    out = np.empty_like(a)
+    _kernel2(name, parallel)(a, b, out)
+    return out
+
+
+def _check2(a, b, out, mp_fn):
+    """out, a two-argument function's values at (a, b): within RTOL of
+    mp_fn(a, b) (mpmath, 100 bits), and the rules of ``errors`` for results
+    outside the normal range.  Returns the reference."""
+    dt = a.dtype.type
+    with mpmath.workprec(100):
+        ref = np.array([float(mp_fn(mpmath.mpf(float(u)), mpmath.mpf(float(v))))
+                        for u, v in zip(a, b)])
+    rel_max, bad = errors(a, out, ref)
+    assert rel_max <= RTOL[dt], rel_max
+    assert bad.size == 0, [(a[j], b[j], out[j], ref[j]) for j in bad[:10]]
+    return ref
+
+
+def _assert_vectorized2(name, dt):
+    k = _kernel2(name, True)
+    sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
+    problems = asm_problems(k.inspect_asm(sig), dt)
+    assert not problems, "; ".join(problems)
+
+
+def _unit_interval(rng, dt, n_near_one):
+    """Points of [0, 1]: uniform, log-uniform down to the least denormal, and
+    1 - 10**-k up to 1 - 1e-7."""
+    lo = math.log10(float(np.finfo(dt).smallest_subnormal))
+    return np.concatenate([rng.uniform(0, 1, 2000), 10.0 ** rng.uniform(lo, 0, 2000),
+                           1 - 10.0 ** rng.uniform(-7, 0, n_near_one)]).astype(dt)
+
+
 @pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
 @pytest.mark.parametrize("dt", FLOATS, ids=lambda t: t.__name__)
 def test_exp_neg_takes_the_correction_in_full(dt, parallel):
@@ -368,27 +403,17 @@ def test_exp_neg_takes_the_correction_in_full(dt, parallel):
     top = 104.0 if dt == np.float32 else 746.0
     t = np.concatenate([rng.uniform(0, top, 3000), rng.uniform(0, 2, 1000)]).astype(dt)
     d = (rng.uniform(-1, 1, t.size) * (t.astype(np.float64) * 4.0 * float(fi.eps) + 1e-9)).astype(dt)
-    y = np.empty_like(t)
-    _kernel2("exp_neg", parallel)(t, d, y)
-    with mpmath.workprec(100):
-        ref = np.array([float(mpmath.exp(-mpmath.mpf(float(a)) + mpmath.mpf(float(b))))
-                        for a, b in zip(t, d)])
-    rel_max, bad = errors(t, y, ref)
-    assert rel_max <= RTOL[dt], rel_max
-    assert bad.size == 0, [(t[j], d[j], y[j], ref[j]) for j in bad[:10]]
+    y = _run2("exp_neg", t, d, parallel)
+    ref = _check2(t, d, y, lambda a, b: mpmath.exp(-a + b))
     # without d the error would be about |d|: the correction is taken
     normal = ref >= float(fi.tiny)
     assert np.max(np.abs(d[normal].astype(np.float64))) > 50 * RTOL[dt]
     # special values of t (d = 0): 1 at 0, 0 where e**-t underflows and at inf, NaN kept
     ts = np.array([0.0, np.inf, np.nan, top + 1.0, float(fi.max)], dtype=dt)
-    ys = np.empty_like(ts)
-    _kernel2("exp_neg", parallel)(ts, np.zeros_like(ts), ys)
+    ys = _run2("exp_neg", ts, np.zeros_like(ts), parallel)
     assert ys[0] == 1.0 and ys[1] == 0.0 and np.isnan(ys[2]) and ys[3] == 0.0 and ys[4] == 0.0
     if parallel:
-        k = _kernel2("exp_neg", True)
-        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
-        problems = asm_problems(k.inspect_asm(sig), dt)
-        assert not problems, "; ".join(problems)
+        _assert_vectorized2("exp_neg", dt)
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
@@ -397,28 +422,15 @@ def test_pow_unit(dt, parallel):
     # x**y on [0, 1] down to the least denormal, exponents from 0.01 to 40:
     # full relative accuracy however small the result
     rng = np.random.default_rng(11)
-    fi = np.finfo(dt)
-    lo = math.log10(float(fi.smallest_subnormal))
-    x = np.concatenate([rng.uniform(0, 1, 2000), 10.0 ** rng.uniform(lo, 0, 2000),
-                        1 - 10.0 ** rng.uniform(-7, 0, 500)]).astype(dt)
+    x = _unit_interval(rng, dt, 500)
     y = np.concatenate([rng.choice([0.5, 1.5, 2.0, 3.0], 2500),
                         10.0 ** rng.uniform(-2, 1.6, x.size - 2500)]).astype(dt)
-    out = np.empty_like(x)
-    _kernel2("pow_unit", parallel)(x, y, out)
-    with mpmath.workprec(100):
-        ref = np.array([float(mpmath.mpf(float(a)) ** mpmath.mpf(float(b))) for a, b in zip(x, y)])
-    rel_max, bad = errors(x, out, ref)
-    assert rel_max <= RTOL[dt], rel_max
-    assert bad.size == 0, [(x[j], y[j], out[j], ref[j]) for j in bad[:10]]
-    xs = np.array([0.0, 1.0, np.nan, float(fi.smallest_subnormal)], dtype=dt)
-    ys = np.empty_like(xs)
-    _kernel2("pow_unit", parallel)(xs, np.full_like(xs, 2.5), ys)
+    _check2(x, y, _run2("pow_unit", x, y, parallel), lambda a, b: a ** b)
+    xs = np.array([0.0, 1.0, np.nan, float(np.finfo(dt).smallest_subnormal)], dtype=dt)
+    ys = _run2("pow_unit", xs, np.full_like(xs, 2.5), parallel)
     assert ys[0] == 0.0 and ys[1] == 1.0 and np.isnan(ys[2]) and ys[3] == 0.0
     if parallel:
-        k = _kernel2("pow_unit", True)
-        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
-        problems = asm_problems(k.inspect_asm(sig), dt)
-        assert not problems, "; ".join(problems)
+        _assert_vectorized2("pow_unit", dt)
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["prange", "serial"])
@@ -427,35 +439,22 @@ def test_bernoulli_log(dt, parallel):
     # log p for t = 1, log(1 - p) for t = 0, p over [0, 1] down to the least
     # denormal and up to 1 - 1e-7: full relative accuracy on both sides
     rng = np.random.default_rng(13)
-    fi = np.finfo(dt)
-    lo = math.log10(float(fi.smallest_subnormal))
-    p = np.concatenate([rng.uniform(0, 1, 2000), 10.0 ** rng.uniform(lo, 0, 2000),
-                        1 - 10.0 ** rng.uniform(-7, 0, 1000)]).astype(dt)
+    p = _unit_interval(rng, dt, 1000)
     t = (rng.random(p.size) < 0.5).astype(dt)
-    out = np.empty_like(p)
-    _kernel2("bernoulli_log", parallel)(p, t, out)
-    with mpmath.workprec(100):
-        ref = np.array([float(mpmath.log(mpmath.mpf(float(a))) if b == 1 else
-                              mpmath.log1p(-mpmath.mpf(float(a)))) for a, b in zip(p, t)])
-    rel_max, bad = errors(p, out, ref)
-    assert rel_max <= RTOL[dt], rel_max
-    assert bad.size == 0, [(p[j], t[j], out[j], ref[j]) for j in bad[:10]]
+    _check2(p, t, _run2("bernoulli_log", p, t, parallel),
+            lambda a, b: mpmath.log(a) if b == 1 else mpmath.log1p(-a))
     # each side where the other one's log would be taken wrongly: log(1 - p) of
     # tiny p is about -p, log p of p near 1 about p - 1
     assert np.any((t == 0) & (p < 1e-3)) and np.any((t == 1) & (p > 1 - 1e-3))
     ps = np.array([0.0, 1.0, 0.0, 1.0, np.nan, np.nan], dtype=dt)
     ts = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], dtype=dt)
-    ys = np.empty_like(ps)
-    _kernel2("bernoulli_log", parallel)(ps, ts, ys)
+    ys = _run2("bernoulli_log", ps, ts, parallel)
     assert ys[0] == -np.inf and ys[1] == -np.inf and ys[2] == 0.0 and ys[3] == 0.0
     assert np.isnan(ys[4]) and np.isnan(ys[5])
     # the plain Python body (CUDA simulator) gives the same specials
     assert [mathlib.bernoulli_log(a, b) for a, b in zip(ps[:4], ts[:4])] == list(ys[:4])
     if parallel:
-        k = _kernel2("bernoulli_log", True)
-        sig = [s for s in k.signatures if str(s[0].dtype) == np.dtype(dt).name][0]
-        problems = asm_problems(k.inspect_asm(sig), dt)
-        assert not problems, "; ".join(problems)
+        _assert_vectorized2("bernoulli_log", dt)
 
 
 def test_scalar_python_fallback_unchanged():
