@@ -6,6 +6,7 @@ its scalars.  Tests and benchmarks iterate over ``REGISTRY``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
@@ -28,6 +29,11 @@ def require(param, ok, condition):
         if not ok(values[param]):
             raise ValueError(f"{op}: {param} must be {condition}, got {values[param]}")
     return check
+
+
+def require_finite_nonnegative(param):
+    """``require``: param >= 0 and finite."""
+    return require(param, lambda v: 0.0 <= v < math.inf, ">= 0 and finite")
 
 
 def require_all(*checks):

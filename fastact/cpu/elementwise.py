@@ -97,9 +97,9 @@ def _uniform(pass_kernel, n_in: int, n_out: int):
     each call site of each layer: the first relu value_and_derivative
     float32 call on a streamed output took 7.2 s (tiled) and 4.2 s (in the
     loop), against 4.0 and 3.2 with these layers compiled once (1.3 s
-    unstreamed).  (Called through ``cpu_inline`` or
-    ``always_inline``, not as a jitted dispatcher: a dispatcher pickles with a
-    per-process id, which would put it in the cache key.)"""
+    unstreamed).  (Called through ``cpu_inline`` or ``always_inline``, not as
+    a jitted dispatcher: a dispatcher pickles with a per-process id, which
+    would put it in the cache key.)"""
     serial = always_inline(pass_kernel)
     if n_in == 1 and n_out == 1:
         def f(i0, i1, o0, o1, p):

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..cpu.reduce import all_binary
-from ..registry import OpSpec, Param, register, require, require_all
+from ..registry import OpSpec, Param, register, require, require_all, require_finite_nonnegative
 from . import kernels, scalars as S
 
 RED = ("mean", "sum", "none")
@@ -22,11 +22,7 @@ def _positive(name):
     return require(name, lambda v: 0.0 < v < math.inf, "a positive finite number")
 
 
-def _nonnegative(name):
-    return require(name, lambda v: 0.0 <= v < math.inf, ">= 0 and finite")
-
-
-_focal_check = require_all(_nonnegative("gamma"),
+_focal_check = require_all(require_finite_nonnegative("gamma"),
                            require("alpha", lambda a: not math.isnan(a), "a number"))
 
 
@@ -416,7 +412,7 @@ _loss("huber", f"Huber loss (PyTorch): 0.5 z**2 if |z| <= delta else delta (|z| 
 _loss("smooth_l1", f"Smooth L1 (PyTorch): 0.5 z**2 / beta if |z| < beta else |z| - 0.5 beta, "
       f"{_Z} (beta = 0 is L1);  gradient z / beta resp. sign(z).",
       _fixed(S.smooth_l1_lg, "beta"), _elementwise_numpy(_np_smooth_l1),
-      params=(Param("beta", 1.0),), check=_nonnegative("beta"))
+      params=(Param("beta", 1.0),), check=require_finite_nonnegative("beta"))
 _loss("pseudo_huber", f"Pseudo-Huber: delta**2 (sqrt(1 + (z/delta)**2) - 1), {_Z};  gradient "
       "z / sqrt(1 + (z/delta)**2).", _fixed(S.pseudo_huber_lg, "delta"),
       _elementwise_numpy(_np_pseudo_huber), params=(Param("delta", 1.0),),

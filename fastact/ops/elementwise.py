@@ -15,7 +15,8 @@ import numpy as np
 from ..mathlib import (PDF_CUTOFF_F32, PDF_CUTOFF_F64, exp, exp_neg, expm1, fma, is_float32, jitable, lit,
                        normal_pdf, polynomial)
 from ..parts import sigmoid_pair, softplus_pair, tanh_parts
-from ..registry import REQUIRED, OpSpec, Param, Scalars, elementwise_example, register, require
+from ..registry import (REQUIRED, OpSpec, Param, Scalars, elementwise_example, register, require,
+                        require_finite_nonnegative)
 
 
 def _first(fd):
@@ -249,7 +250,7 @@ define("softshrink",
        lambda x, l: (np.where(x > l, x - l, np.where(x < -l, x + l, 0)).astype(x.dtype),
                      (np.abs(x) > l).astype(x.dtype)),
        params=[Param("lambd", 0.5)],
-       check=require("lambd", lambda lambd: 0.0 <= lambd < math.inf, ">= 0 and finite"))
+       check=require_finite_nonnegative("lambd"))
 
 
 @jitable
