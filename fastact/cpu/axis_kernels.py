@@ -98,13 +98,15 @@ def _prelu_backward(x, dy, w, y, dx, partial, write_y):
         wc = w[ch]
         i1 = min(inner, i0 + BLOCK)
         xs, ds, ys, dxs = x[o, ch, i0:i1], dy[o, ch, i0:i1], y[o, ch, i0:i1], dx[o, ch, i0:i1]
+        # the block's dweight term before its outputs are written: y and dx may
+        # be the memory of x and dy
+        partial[t] = nonpositive_dot64(xs, ds)
         for i in range(i1 - i0):
             v = xs[i]
             d = ds[i]
             if write_y:
                 ys[i] = v if v > 0 else wc * v
             dxs[i] = d if v > 0 else wc * d
-        partial[t] = nonpositive_dot64(xs, ds)
 
 
 # inner == 1, x: (outer, C) (a dense layer's (N, C) activations): whole rows of

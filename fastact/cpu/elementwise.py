@@ -3,7 +3,9 @@
 Each template turns a scalar function (from ``fastact.registry.Scalars``,
 adapted by ``inline_scalar`` to g(x, p)) into a loop over flat contiguous
 arrays; ``p`` is the tuple of numeric parameters, already in the array's dtype.  Every loop reads each input once and writes
-each output once, at the same index, so outputs may alias inputs.
+each output once, at the same index, and reads every input at an index before
+it writes any output there, so outputs may alias inputs exactly, in any
+permutation.
 
 Outputs of at least ``streaming.STREAM_MIN`` bytes are written by a third
 flavour, with non-temporal stores (``streaming.store_nt``), for every op: the
@@ -35,43 +37,85 @@ def put_nt(a, i, v):
     store_nt(a, i, v)
 
 
+# Elements per block of the pass templates' parallel loop.
+EBLOCK = 4096
+
+
+@always_inline
+def block_bounds(b, n):
+    """(lo, hi): the elements of block b of a pass over n elements."""
+    lo = b * EBLOCK
+    return lo, min(lo + EBLOCK, n)
+
+
+# Each template loops over blocks of EBLOCK elements (in parallel), and over
+# the elements of a block through slices of the arrays.  The slices are what
+# keeps the loop correct when outputs alias inputs: Numba compiles a parallel
+# loop whose body makes no array views with its arrays marked ``noalias``,
+# and LLVM then moved the load of dy[i] below the store of y[i] (y being dy's
+# memory gave dx = y * f'(x)).  With views in the body it makes no such claim.
+
 def forward_kernel(f, put=put):
     def forward(x, y, p):
-        for i in prange(x.size):
-            put(y, i, f(x[i], p)[0])
+        n = x.size
+        for b in prange((n + EBLOCK - 1) // EBLOCK):
+            lo, hi = block_bounds(b, n)
+            xs, ys = x[lo:hi], y[lo:hi]
+            for i in range(hi - lo):
+                put(ys, i, f(xs[i], p)[0])
     return forward
 
 
 def value_and_derivative_kernel(fd, put=put):
     def value_and_derivative(x, y, d, p):
-        for i in prange(x.size):
-            v, dv = fd(x[i], p)
-            put(y, i, v)
-            put(d, i, dv)
+        n = x.size
+        for b in prange((n + EBLOCK - 1) // EBLOCK):
+            lo, hi = block_bounds(b, n)
+            xs, ys, ds = x[lo:hi], y[lo:hi], d[lo:hi]
+            for i in range(hi - lo):
+                v, dv = fd(xs[i], p)
+                put(ys, i, v)
+                put(ds, i, dv)
     return value_and_derivative
 
 
 def backward_kernel(fd, put=put):
     def backward(x, dy, dx, p):
-        for i in prange(x.size):
-            _, d = fd(x[i], p)
-            put(dx, i, dy[i] * d)
+        n = x.size
+        for b in prange((n + EBLOCK - 1) // EBLOCK):
+            lo, hi = block_bounds(b, n)
+            xs, dys, dxs = x[lo:hi], dy[lo:hi], dx[lo:hi]
+            for i in range(hi - lo):
+                g = dys[i]
+                _, d = fd(xs[i], p)
+                put(dxs, i, g * d)
     return backward
 
 
 def forward_backward_kernel(fd, put=put):
     def forward_backward(x, dy, y, dx, p):
-        for i in prange(x.size):
-            v, d = fd(x[i], p)
-            put(y, i, v)
-            put(dx, i, dy[i] * d)
+        n = x.size
+        for b in prange((n + EBLOCK - 1) // EBLOCK):
+            lo, hi = block_bounds(b, n)
+            xs, dys, ys, dxs = x[lo:hi], dy[lo:hi], y[lo:hi], dx[lo:hi]
+            for i in range(hi - lo):
+                # dy[i] is read before y[i] is written: y may be dy's memory
+                g = dys[i]
+                v, d = fd(xs[i], p)
+                put(ys, i, v)
+                put(dxs, i, g * d)
     return forward_backward
 
 
 def backward_from_output_kernel(fo, put=put):
     def backward_from_output(y, dy, dx, p):
-        for i in prange(y.size):
-            put(dx, i, dy[i] * fo(y[i], p))
+        n = y.size
+        for b in prange((n + EBLOCK - 1) // EBLOCK):
+            lo, hi = block_bounds(b, n)
+            ys, dys, dxs = y[lo:hi], dy[lo:hi], dx[lo:hi]
+            for i in range(hi - lo):
+                g = dys[i]
+                put(dxs, i, g * fo(ys[i], p))
     return backward_from_output
 
 
@@ -191,7 +235,7 @@ class PassKernel:
         self.pyfunc = pyfunc
         self.streamed_pyfunc = streamed_pyfunc
         self.n_in, self.n_out = n_in, n_out
-        self._streamed = {}       # streaming.TILED -> its streamed kernel
+        self._streamed = {}       # streaming.TILED -> its streamed KernelPair
 
     def streamed_pair(self, **options) -> KernelPair:
         """The streamed kernel of this pass (``tiled_kernel`` or
@@ -215,7 +259,9 @@ class PassKernel:
             self.pair.serial(*[a[:head] for a in inputs], *[o[:head] for o in outputs], p)
         streamed = self._streamed.get(streaming.TILED)
         if streamed is None:
-            streamed = self._streamed[streaming.TILED] = self.streamed_pair().parallel
+            streamed = self._streamed[streaming.TILED] = self.streamed_pair()
+        # (the pair, not its parallel kernel: a forked child may have to run serial ones)
+        streamed = streamed.get(n)
         empty = np.empty(0, outputs[0].dtype)
         i1 = inputs[1][head:] if self.n_in == 2 else empty
         o1 = outputs[1][head:] if self.n_out == 2 else empty

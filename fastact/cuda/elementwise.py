@@ -48,8 +48,9 @@ def backward_kernel(fd):
     def backward(x, dy, dx, p):
         start, stride = cuda.grid(1), cuda.gridsize(1)
         for i in range(start, x.size, stride):
+            d = dy[i]
             _, g = fd(x[i], *p)
-            dx[i] = dy[i] * g
+            dx[i] = d * g
     return backward
 
 
@@ -57,9 +58,11 @@ def forward_backward_kernel(fd):
     def forward_backward(x, dy, y, dx, p):
         start, stride = cuda.grid(1), cuda.gridsize(1)
         for i in range(start, x.size, stride):
+            # dy[i] is read before y[i] is written: y may be dy's memory
+            d = dy[i]
             v, g = fd(x[i], *p)
             y[i] = v
-            dx[i] = dy[i] * g
+            dx[i] = d * g
     return forward_backward
 
 
@@ -67,7 +70,8 @@ def backward_from_output_kernel(fo):
     def backward_from_output(y, dy, dx, p):
         start, stride = cuda.grid(1), cuda.gridsize(1)
         for i in range(start, y.size, stride):
-            dx[i] = dy[i] * fo(y[i], *p)
+            d = dy[i]
+            dx[i] = d * fo(y[i], *p)
     return backward_from_output
 
 

@@ -84,11 +84,13 @@ def make_kernel(dtype, sign_value, log_output, need_dy, write_y, write_dx,
             for j in range(tid, n, nt):
                 v = sign * x[o, j, i]
                 if log_output:
+                    # dy is read before y is written: y may be dy's memory
+                    g = dy[o, j, i] if write_dx else zero
                     if write_y:
                         y[o, j, i] = v - shift
                     if write_dx:
                         p = exp(v - m) * inv
-                        dx[o, j, i] = sign * (dy[o, j, i] - p * t)
+                        dx[o, j, i] = sign * (g - p * t)
                 else:
                     p = exp(v - m) * inv
                     if write_dx:
