@@ -11,7 +11,7 @@ from .cpu import rowwise as cpu_rowwise
 from .cpu import streaming
 from .dispatch import Outputs, flat, prepare, resolve_backend
 from .ops.rowwise import numpy_rowwise
-from .registry import baked_scalars
+from .registry import baked_scalars, integer
 
 
 def _kernel_params(numeric, dtype):
@@ -216,11 +216,9 @@ def info() -> dict:
 
 
 def normalize_axis(axis, ndim: int, name: str) -> int:
-    """axis in [0, ndim), or ValueError (a 0-d input counts as 1-d)."""
-    try:
-        axis = int(axis)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: axis must be an integer, got {axis!r}") from None
+    """axis in [0, ndim), or TypeError (not an integer: a float, a string, a
+    bool) / ValueError (out of range; a 0-d input counts as 1-d)."""
+    axis = integer(axis, name, "axis")
     nd = max(ndim, 1)
     if not -nd <= axis < nd:
         raise ValueError(f"{name}: axis {axis} is out of range for a {ndim}-d input")
@@ -258,7 +256,7 @@ class RowwiseOp(Op):
                 return result
         if backend is None and plain_dtype(inputs) is not None:
             x = inputs[0]
-            if x.ndim and x.size and (axis == -1 or axis == x.ndim - 1):
+            if x.ndim and x.size and type(axis) is int and (axis == -1 or axis == x.ndim - 1):
                 if out is None:
                     outs = [np.empty_like(x) for _ in range(n_out)]
                 else:

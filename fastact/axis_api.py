@@ -167,6 +167,10 @@ class PreluOp(Op):
         if len(arrays) == 3 and arrays[1].shape != x.shape:
             raise ValueError(f"{name}: dy has shape {arrays[1].shape}, expected {x.shape}")
         if w.size == 1:
+            # one weight for every channel: axis names none, but it is still
+            # checked (as an integer, in range for an input of at least 2-d,
+            # so that the default axis=1 suits 0-d and 1-d inputs too)
+            normalize_axis(axis, max(x.ndim, 2), name)
             ax, (outer, c, inner) = 0, (1, 1, x.size)
         else:
             if w.ndim != 1:
@@ -298,7 +302,8 @@ class ArgmaxOp(Op):
             if result is not None:
                 return result
         if out is None and backend is None and plain_dtype((x,)) is not None \
-                and x.ndim and x.shape[-1] and (axis == -1 or axis == x.ndim - 1):
+                and x.ndim and x.shape[-1] and type(axis) is int \
+                and (axis == -1 or axis == x.ndim - 1):
             y = np.empty(x.shape[:-1], np.int64)
             K.ARGMAX_ROWS.get(x.size)(x.reshape(-1, x.shape[-1]), y.reshape(-1))
             return y
@@ -316,7 +321,9 @@ class ArgmaxOp(Op):
             raise ValueError(f"{name}: argmax of an empty axis")
         yshape = a.shape[:ax] + a.shape[ax + 1:]
         idx = np.dtype(np.int64)
-        outs = Outputs([yshape], idx, idx, container, out, (), name)
+        # an out= overlapping x is filled from a temporary (its int64 view of
+        # x's memory is never the kernel's output)
+        outs = Outputs([yshape], idx, idx, container, out, (a,), name, originals=originals)
         if b == "numpy":
             outs.put([np.argmax(a, axis=ax)])
             return outs.finish()

@@ -16,8 +16,16 @@ from .cpu import streaming
 
 BACKENDS = ("auto", "cpu", "cuda", "numpy")
 
-_env_backend = os.environ.get("FASTACT_BACKEND", "auto").strip().lower() or "auto"
-_default_backend = contextvars.ContextVar("fastact_backend", default=_env_backend)
+# The process-wide default: FASTACT_BACKEND until ``set_backend`` names one.
+# A value of the variable that names no backend is an error at the first call
+# that needs the default (not at import, so that fa.info() and the docs work).
+_ENV_NAME = os.environ.get("FASTACT_BACKEND", "auto").strip().lower() or "auto"
+_ENV_ERROR = None if _ENV_NAME in BACKENDS else (
+    f"the environment variable FASTACT_BACKEND={os.environ.get('FASTACT_BACKEND')!r} "
+    "names no backend; choose one of {}")
+_process_backend = [None]
+# ``use_backend``'s override, for the calling thread (and context) only.
+_thread_backend = contextvars.ContextVar("fastact_backend", default=None)
 
 
 # ----------------------------------------------------------------- backends
@@ -51,28 +59,43 @@ def _check_backend_name(name) -> str:
 
 
 def set_backend(name: str) -> None:
-    """Set the default backend ("auto", "cpu", "cuda" or "numpy")."""
+    """Set the default backend ("auto", "cpu", "cuda" or "numpy") of the whole
+    process: every thread, those already running and those started later
+    (``use_backend`` overrides it in one thread)."""
     name = _check_backend_name(name)
     if name != "auto":
         _require_available(name)
-    _default_backend.set(name)
+    _process_backend[0] = name
 
 
 def get_backend() -> str:
-    return _default_backend.get()
+    """The default backend of the calling thread: its ``use_backend`` override,
+    else ``set_backend``'s, else the environment variable FASTACT_BACKEND's
+    ("auto" when unset).  ValueError when FASTACT_BACKEND names no backend."""
+    name = _thread_backend.get()
+    if name is not None:
+        return name
+    name = _process_backend[0]
+    if name is not None:
+        return name
+    if _ENV_ERROR is not None:
+        raise ValueError(_ENV_ERROR.format(["auto"] + available_backends()))
+    return _ENV_NAME
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Context manager: ``with fa.use_backend("numpy"): ...``"""
+    """Context manager: ``with fa.use_backend("numpy"): ...`` sets the default
+    backend of the calling thread (and asyncio task) inside the block; other
+    threads keep theirs."""
     name = _check_backend_name(name)
     if name != "auto":
         _require_available(name)
-    token = _default_backend.set(name)
+    token = _thread_backend.set(name)
     try:
         yield name
     finally:
-        _default_backend.reset(token)
+        _thread_backend.reset(token)
 
 
 def _require_available(name: str) -> None:
@@ -125,6 +148,11 @@ def dtypes_for(dtype) -> tuple[np.dtype, np.dtype]:
 
 def is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def is_bfloat16(t) -> bool:
+    """Whether t is a torch bfloat16 tensor (NumPy has no view of one)."""
+    return str(getattr(t, "dtype", "")) == "torch.bfloat16"
 
 
 class Container:
@@ -195,9 +223,18 @@ def torch_call(inputs, out, run):
     return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
 
 
+def reject_masked(x, role: str) -> None:
+    """TypeError for a NumPy masked array: the kernels would read the values
+    under the mask as data, and the mask would be lost."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{role} is a numpy.ma.MaskedArray: fastact would ignore its mask; "
+                        "pass x.filled(value) (or x.data to use the masked values as they are)")
+
+
 def to_host_array(x, role: str = "input"):
     """(NumPy array, Container) for a NumPy array, torch CPU tensor or array-like."""
     if isinstance(x, np.ndarray):
+        reject_masked(x, role)
         return x, Container()
     if is_torch(x):
         import torch
@@ -246,10 +283,14 @@ def prepare(inputs, roles, same_shape=True):
 
 def _out_array(o, role):
     if isinstance(o, np.ndarray):
+        reject_masked(o, role)
         return o
     if is_torch(o):
         if o.device.type != "cpu":
             raise ValueError(f"{role} is a torch tensor on {o.device}")
+        if is_bfloat16(o):
+            raise TypeError(f"{role}: a bfloat16 tensor takes the results of bfloat16 inputs "
+                            "only")
         return o.detach().numpy()
     raise TypeError(f"{role} must be a NumPy array or torch tensor, got {type(o).__name__}")
 
@@ -267,6 +308,15 @@ def split_out(out, n: int, name: str) -> list:
     if not isinstance(out, (tuple, list)) or len(out) != n:
         raise ValueError(f"{name}: out= takes a tuple of {n} arrays (None for any to allocate)")
     return list(out)
+
+
+class _Bfloat16Out:
+    """A torch bfloat16 ``out=`` tensor, filled from the float32 results."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor):
+        self.tensor = tensor
 
 
 class Outputs:
@@ -290,6 +340,16 @@ class Outputs:
             if o is None:
                 self.user.append(None)
                 self.arrays.append(streaming.empty(shape, compute))
+                continue
+            if is_torch(o) and is_bfloat16(o) and o.device.type == "cpu" \
+                    and str(container.torch_dtype) == "torch.bfloat16":
+                # the results of bfloat16 inputs: computed in float32, then
+                # rounded into the tensor by torch (round to nearest even)
+                if tuple(o.shape) != tuple(shape):
+                    raise ValueError(f"{role} has shape {tuple(o.shape)}, expected "
+                                     f"{tuple(shape)}")
+                self.user.append(_Bfloat16Out(o))
+                self.arrays.append(np.empty(shape, dtype=compute))
                 continue
             a = _out_array(o, role)
             if a.shape != tuple(shape):
@@ -329,6 +389,10 @@ class Outputs:
             if user is None:
                 r = kernel_out if kernel_out.dtype == self.result else kernel_out.astype(self.result)
                 results.append(self.container.wrap(r))
+            elif isinstance(user, _Bfloat16Out):
+                import torch
+                user.tensor.copy_(torch.from_numpy(kernel_out))
+                results.append(user.tensor)
             elif isinstance(user, tuple):
                 o, a = user
                 np.copyto(a, kernel_out, casting="unsafe")

@@ -18,6 +18,29 @@ class _Required:
         return "<required>"
 
 
+
+def real_number(v, owner: str, name: str) -> float:
+    """v as a float, or TypeError naming the parameter: a real number (Python
+    or NumPy int or float, or a 0-d array of one), never a bool, string or None."""
+    if isinstance(v, (bool, np.bool_, str, bytes)) or v is None \
+            or (isinstance(v, np.ndarray) and (v.ndim or v.dtype.kind not in "iuf")):
+        raise TypeError(f"{owner}: {name} must be a real number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be a real number, got {v!r}") from None
+
+
+def integer(v, owner: str, name: str) -> int:
+    """v as an int in the range of int64, or TypeError (not an integer: a bool,
+    a float, a string) / ValueError (outside int64) naming the parameter."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an integer, got {v!r}")
+    v = int(v)
+    if not -2**63 <= v < 2**63:
+        raise ValueError(f"{owner}: {name}={v} is outside the range of int64")
+    return v
+
 REQUIRED = _Required()
 
 
@@ -150,11 +173,7 @@ class OpSpec:
                     raise ValueError(f"{self.name}: {p.name}={v!r} is not one of {p.choices}")
                 choice_value = v
             else:
-                try:
-                    numeric.append(float(v))
-                except (TypeError, ValueError):
-                    raise TypeError(f"{self.name}: {p.name} must be a real number, "
-                                    f"got {v!r}") from None
+                numeric.append(real_number(v, self.name, p.name))
         if self.check is not None:
             self.check(self.name, {p.name: v for p, v in zip(self.numeric_params, numeric)})
         return choice_value, tuple(numeric)

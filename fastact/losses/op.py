@@ -15,6 +15,7 @@ from .. import api, dispatch
 from ..cpu import streaming
 from ..cpu.streaming import aligned_head, streams
 from ..dispatch import Outputs, dtypes_for, resolve_backend, to_host_array
+from ..registry import integer, real_number
 from . import kernels
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -45,18 +46,11 @@ def bind_options(spec, kwargs: dict) -> dict:
         elif name in ("weight", "pos_weight"):
             pass
         elif name in ("axis", "ignore_index"):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{spec.name}: {name} must be an integer, got {v!r}")
-            v = int(v)
+            v = integer(v, spec.name, name)
         elif name == "softcap" and v is None:
             pass
         else:
-            if isinstance(v, (bool, np.bool_, str)) or v is None:
-                raise TypeError(f"{spec.name}: {name} must be a real number, got {v!r}")
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise TypeError(f"{spec.name}: {name} must be a real number, got {v!r}") from None
+            v = real_number(v, spec.name, name)
         opts[name] = v
     if spec.check is not None:
         spec.check(spec.name, opts)
@@ -83,7 +77,11 @@ def prepare_call(spec, pass_name, pred, target, opts) -> LossCall:
     a, container, compute, result = _float_array(pred, "prediction")
     if family in ("sparse", "nll"):
         return _prepare_labels(spec, name, a, container, compute, result, target, opts)
-    b, _, _, _ = _float_array(target, "target")
+    b, _, t_compute, t_result = _float_array(target, "target")
+    # prediction and target promote as in NumPy (float32 with float64 computes
+    # in float64 and returns float64)
+    compute = np.promote_types(compute, t_compute)
+    result = np.promote_types(result, t_result)
     if b.shape != a.shape:
         raise ValueError(f"{name}: target has shape {b.shape}, expected {a.shape} "
                          "(the shape of the prediction)")
@@ -167,6 +165,11 @@ def _prepare_labels(spec, name, a, container, compute, result, target, opts):
         w64 = _UNIT_WEIGHT[_F64]
         wc = _UNIT_WEIGHT[compute]
     ign = opts["ignore_index"]
+    if weighted and opts.get("label_smoothing", 0.0) > 0.0 and not np.isfinite(w64).all():
+        k = int(np.argmax(~np.isfinite(w64)))
+        raise ValueError(f"{name}: class weight {w64[k]} of class {k} is not finite; with "
+                         "label_smoothing > 0 every class's weight enters every row's loss "
+                         "(PyTorch returns an infinite loss)")
     bad, count, wsum = kernels.check_labels(y, n_classes, ign, w64, weighted)
     if bad >= 0:
         idx = np.unravel_index(bad, lab.shape) if lab.ndim > 1 else bad
@@ -252,8 +255,9 @@ def _quotient(a, b) -> float:
 
 def _finish_loss(call, total=None, per=None):
     if call.reduction == "none":
-        v = np.asarray(per).astype(call.result, copy=False)
-        return call.container.wrap(np.ascontiguousarray(v))
+        # (np.require keeps a 0-d loss 0-d; ascontiguousarray would make it 1-d)
+        v = np.require(np.asarray(per).astype(call.result, copy=False), requirements="C")
+        return call.container.wrap(v)
     if call.reduction in ("mean", "batchmean"):
         total = _quotient(total, call.divisor)
     return call.container.wrap(np.array(total, dtype=call.result))
@@ -357,7 +361,12 @@ def _run_cpu(spec, call, want_grad, g):
         o = call.opts
         if fam == "sparse":
             cap = o["softcap"]
-            wtot = float(call.w64.sum()) if call.weighted else float(n_classes)
+            # the weight sum enters only the smoothing term: 0 without smoothing,
+            # so that an infinite weight of a class absent from the batch is
+            # harmless there (as in PyTorch) instead of giving 0 * inf = NaN
+            eps = o["label_smoothing"]
+            wtot = 0.0 if eps == 0.0 else (float(call.w64.sum()) if call.weighted
+                                           else float(n_classes))
             kernels.SPARSE_CE[want_grad].get(size)(
                 x2, call.target, call.w, call.w64, call.weighted, g2, rl, scale,
                 o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), wtot,
@@ -447,7 +456,8 @@ class LossOp(api.Op):
         rows = spec.extra["family"] != "elementwise"
         dt = api.plain_dtype((pred,) if rows else (pred, target))
         if dt is None or pred.size == 0 or rows and type(target) is not np.ndarray \
-                or out is not None and pass_name != "value_and_grad":
+                or out is not None and pass_name != "value_and_grad" \
+                or spec.extra["family"] == "dense" and target.dtype != dt:
             return None
         g = None
         if out is not None:
