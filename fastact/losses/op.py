@@ -282,7 +282,8 @@ def run_host(spec, pass_name, call, backend, out):
         with np.errstate(all="ignore"):
             loss, grad = spec.numpy(call, want_grad)
         if want_grad:
-            np.copyto(g, grad, casting="unsafe")
+            # (the row-wise baselines give the gradient as (rows, classes))
+            np.copyto(g, np.asarray(grad).reshape(g.shape), casting="unsafe")
         if call.reduction == "none":
             res = _finish_loss(call, per=np.asarray(loss).reshape(_loss_shape(call)))
         else:
@@ -359,6 +360,9 @@ def _run_cpu(spec, call, want_grad, g):
     if rows and n_classes:
         size = x.size
         o = call.opts
+        # the labels checked again in the kernel (they may have changed since
+        # _prepare_labels read them): a bad one raises the same error
+        bad = kernels.label_flags(rows, NCHUNKS) if fam != "dense" else None
         if fam == "sparse":
             cap = o["softcap"]
             # the weight sum enters only the smoothing term: 0 without smoothing,
@@ -370,14 +374,18 @@ def _run_cpu(spec, call, want_grad, g):
             kernels.SPARSE_CE[want_grad].get(size)(
                 x2, call.target, call.w, call.w64, call.weighted, g2, rl, scale,
                 o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), wtot,
-                o["ignore_index"], NCHUNKS)
+                o["ignore_index"], NCHUNKS, bad)
         elif fam == "dense":
             t2 = call.target.reshape(rows, n_classes)
             kernels.DENSE_CE[want_grad].get(size)(x2, t2, g2, rl, scale,
                                                   o["label_smoothing"], NCHUNKS)
         else:
             kernels.NLL.get(size)(x2, call.target, call.w64, call.weighted, g2, rl, scale,
-                                  o["ignore_index"], want_grad, NCHUNKS)
+                                  o["ignore_index"], want_grad, NCHUNKS, bad)
+        first = None if bad is None else kernels.first_bad_label(bad)
+        if first is not None:
+            raise kernels.bad_label_error(call.name, first[1], first[0], call.label_shape,
+                                          n_classes, o["ignore_index"])
     if call.reduction == "none":
         return _finish_loss(call, per=rl.reshape(call.label_shape))
     return _finish_loss(call, total=rl.sum())
