@@ -74,7 +74,7 @@ def prelu_example(pass_name, size, dtype, rng):
 def numpy_prelu(pass_name, x, dy, w, axis):
     """NumPy baseline: w broadcast along `axis` (or a single weight)."""
     shape = [1] * x.ndim
-    if w.size > 1:
+    if w.size != 1:         # one per channel (none for 0 channels)
         shape[axis] = w.size
     wb = w.reshape(shape) if x.ndim else w.reshape(())
     pos = x > 0
