@@ -146,6 +146,20 @@ def test_elementwise_matches_cpu(name, choice, pass_name):
         assert_close_either(got, want, want64, dt)
 
 
+@pytest.mark.parametrize("dt", (np.float32, np.float64), ids=["f32", "f64"])
+def test_swish_where_beta_x_overflows(dt):
+    # the CPU's scalar: beta x = +-inf gives the limits (value x or -0,
+    # derivative 1 or +0), not NaN
+    big = np.finfo(dt).max
+    x = np.array([big, -big, big / 4, -big / 4], dt)
+    y, d = (host(a) for a in fa.swish.value_and_derivative(cuda.to_device(x), backend="cuda",
+                                                           beta=2.0))
+    np.testing.assert_array_equal(y, np.array([big, -0.0, big / 4, -0.0], dt))
+    np.testing.assert_array_equal(np.signbit(y), [False, True, False, True])
+    np.testing.assert_array_equal(d, np.array([1.0, 0.0, 1.0, 0.0], dt))
+    assert not np.signbit(d).any()
+
+
 # ------------------------------------------------------------------ rowwise
 
 def _rowwise_cases():

@@ -185,13 +185,27 @@ DEVIATIONS = {
 }
 
 
+# Parameter values other than the defaults, with the special inputs: where a
+# parameter scales x (beta x overflows at |x| near max when beta > 1).
+SPECIAL_PARAMS = {
+    "swish": [{"beta": 2.0}, {"beta": 0.5}, {"beta": -2.0}, {"beta": 1e30}],
+    "softplus": [{"beta": 2.0, "threshold": 20.0}, {"beta": 0.5, "threshold": 5.0}],
+    "elu": [{"alpha": 2.0}, {"alpha": 0.5}],
+    "celu": [{"alpha": 2.0}, {"alpha": 0.5}],
+    "leaky_relu": [{"negative_slope": 2.0}],
+}
+TORCH_CASES = [(n, c, None) for n, c in VARIANTS if (n, c) in TORCH] + [
+    (n, c, p) for n, c in VARIANTS if (n, c) in TORCH for p in SPECIAL_PARAMS.get(n, [])]
+TORCH_IDS = [(f"{n}-{c}" if c else n) + "".join(f"-{k}={v:g}" for k, v in (p or {}).items())
+             for n, c, p in TORCH_CASES]
+
+
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
-@pytest.mark.parametrize("name,choice", [v for v in VARIANTS if v in TORCH],
-                         ids=[i for v, i in zip(VARIANTS, IDS) if v in TORCH])
-def test_special_values_match_pytorch(name, choice, dtype):
+@pytest.mark.parametrize("name,choice,params", TORCH_CASES, ids=TORCH_IDS)
+def test_special_values_match_pytorch(name, choice, params, dtype):
     spec = fa.REGISTRY[name]
-    params = default_params(spec)
+    params = default_params(spec) if params is None else params
     x = special_values(dtype)
     y, d = getattr(fa, name).value_and_derivative(x, **call_kwargs(spec, choice, params))
     ty, td = torch_value_and_derivative((name, choice), x, params)
@@ -213,6 +227,41 @@ def test_special_values_match_pytorch(name, choice, dtype):
                 # relative, or one denormal ulp where results underflow
                 assert abs(g - w) <= max(1e-5 * abs(w), np.finfo(dtype).smallest_subnormal), \
                     f"{name} {what} at {x[i]!r}: fastact {g!r}, PyTorch {w!r}"
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_swish_where_beta_x_overflows(dtype):
+    # beta x = +-inf: the limits x and -0 (x sigmoid(beta x), as PyTorch), derivative
+    # 1 and +0, in every pass, in the small-input and the parallel kernels
+    big = np.finfo(dtype).max
+    x = np.array([big, -big, big / 4, -big / 4], dtype)
+    want_y = np.array([big, -0.0, big / 4, -0.0], dtype)
+    want_d = np.array([1.0, 0.0, 1.0, 0.0], dtype)
+    for n in (1, 10000):
+        xs = np.tile(x, n)
+        y, d = fa.swish.value_and_derivative(xs, beta=2.0)
+        np.testing.assert_array_equal(y, np.tile(want_y, n))
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(np.tile(want_y, n)))
+        np.testing.assert_array_equal(d, np.tile(want_d, n))
+        assert not np.signbit(d).any()
+        dy = np.full_like(xs, 2.0)
+        np.testing.assert_array_equal(fa.swish.backward(xs, dy, beta=2.0), 2 * np.tile(want_d, n))
+        _, g = fa.swish.forward_backward(xs, dy, beta=2.0)
+        np.testing.assert_array_equal(g, 2 * np.tile(want_d, n))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_log_2_at_zero_is_correctly_rounded(dtype):
+    # softplus(0) = -log_sigmoid(0) = log 2 (jax's tests assert equality), both
+    # derivatives 1/2, in the small-input and the parallel kernels
+    ln2 = dtype(np.log(2.0))
+    for n in (1, 40000):
+        x = np.zeros(n, dtype)
+        y, d = fa.softplus.value_and_derivative(x)
+        assert np.all(y == ln2) and np.all(d == 0.5), (n, y[0], d[0])
+        y, d = fa.log_sigmoid.value_and_derivative(x)
+        assert np.all(y == -ln2) and np.all(d == 0.5), (n, y[0], d[0])
+    assert fa.softplus(dtype(0.0)) == ln2 and fa.log_sigmoid(dtype(0.0)) == -ln2
 
 
 # ------------------------------------------------------------ shapes, out=, dtypes

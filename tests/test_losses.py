@@ -502,6 +502,17 @@ def test_sigmoid_bce_infinite_logits_are_finite():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_sigmoid_bce_at_logit_0_is_log_2(dtype):
+    # log 2 correctly rounded (as softplus(0)), gradient -+1/2, for targets 0 and 1
+    ln2 = dtype(math.log(2.0))
+    for t in (0.0, 1.0):
+        assert fa.sigmoid_binary_cross_entropy(dtype(0.0), dtype(t)) == ln2, t
+        loss, grad = fa.sigmoid_binary_cross_entropy.value_and_grad(
+            np.zeros(40000, dtype), np.full(40000, t, dtype), reduction="none")
+        assert np.all(loss == ln2) and np.all(grad == 0.5 - t), (t, loss[0], grad[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_bce_range_check_finds_one_bad_element(dtype):
     """binary_cross_entropy raises for any prediction or target outside [0, 1]
     (one element in a large array is enough: the parallel check), naming the

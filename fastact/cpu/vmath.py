@@ -62,8 +62,12 @@ erfc
 log1p_unit
     log1p on [0, 1] only: 2 atanh(s) = 2 s P(s**2), s = x/(2 + x) in
     [0, 1/3], P a least-squares Chebyshev fit of degree 4 (float32) or 9
-    (float64) with P(0) = 1: one division, no range reduction, no special
-    cases (softplus, log-sigmoid and the losses built on them take log1p of
+    (float64) with P(0) = 1, evaluated as v + v w R(w), v = x/(1 + x/2), w =
+    v**2, P(w/4) = 1 + w R(w), so that the one rounding of the final FMA
+    takes the place of those of P and of a product (max errors 1.9 and 2.3
+    ulps, float32 and float64, against 3.4 and 3.6; log1p(1) = log 2
+    correctly rounded): one division, no range reduction, no special cases
+    (softplus, log-sigmoid and the losses built on them take log1p of
     exp(-|x|)).
 log1m_unit
     log(1 - x) on [0, 1] only: log(u) + (q - x)/u, u = 1 - x rounded, q = 1 - u
@@ -301,10 +305,10 @@ _EXPM1 = {
 _erfcx_poly = polynomial("erfcx_poly", {np.float32: _ERFCX_F32[1]})
 _erfcx_num = polynomial("erfcx_num", {np.float64: _ERFCX_F64_P})
 _erfcx_den = polynomial("erfcx_den", {np.float64: _ERFCX_F64_Q})
-# log1p_unit evaluates P(v**2/4) as P4(v**2): P4's coefficients are P's
-# divided by powers of 4, exactly.
-_atanh_poly4 = polynomial("atanh_poly4", {
-    t: tuple(a * 0.25 ** k for k, a in enumerate(cs)) for t, cs in _ATANH.items()})
+# log1p_unit evaluates P(v**2/4) = 1 + w R(w), w = v**2, its tail R's
+# coefficients P's from the linear one on, divided by powers of 4 (exactly).
+_atanh_tail4 = polynomial("atanh_tail4", {
+    t: tuple(a * 0.25 ** k for k, a in enumerate(cs))[1:] for t, cs in _ATANH.items()})
 _expm1_poly = polynomial("expm1_poly", _EXPM1)
 
 
@@ -572,9 +576,12 @@ def _build(F):
 
     @register_jitable
     def log1p_unit_(x):
-        # 2s = x d, d = 2/(2 + x): x d keeps denormal x exact
-        v = x * (TWO / (TWO + x))
-        return v * _atanh_poly4(v * v)
+        # v = 2x/(2 + x) as x/(1 + x/2) (the same two roundings, one
+        # instruction fewer) and v + v w R(w) rounded once at the end:
+        # log1p(1) = log 2 correctly rounded
+        v = x / fma(x, HALF, ONE)
+        w = v * v
+        return fma(v * w, _atanh_tail4(w), v)
 
     # ---- tanh
     @register_jitable

@@ -117,7 +117,7 @@ define("threshold",
        "threshold(x) = value if x <= threshold else x (PyTorch's Threshold);  "
        "derivative 0 where x <= threshold, else 1.",
        threshold_vad,
-       lambda x, t, v: (np.where(x <= t, v, x).astype(x.dtype), (x > t).astype(x.dtype)),
+       lambda x, t, v: (np.where(x <= t, v, x).astype(x.dtype), (~(x <= t)).astype(x.dtype)),
        params=[Param("threshold", REQUIRED), Param("value", REQUIRED)],
        example=lambda pass_name, size, dtype, rng: (
            elementwise_example(pass_name, size, dtype, rng)[0], {"threshold": 0.0, "value": 0.0}))
@@ -136,7 +136,7 @@ def relu_from_output(y):
 
 
 define("relu", "relu(x) = max(x, 0);  derivative 1 for x > 0, else 0 (0 at x = 0).",
-       relu_vad, lambda x: (np.maximum(x, 0), (x > 0).astype(x.dtype)),
+       relu_vad, lambda x: (np.maximum(x, 0), (~(x <= 0)).astype(x.dtype)),
        numpy_value=lambda x: np.maximum(x, 0),
        from_output=relu_from_output, numpy_from_output=lambda y: (y > 0).astype(y.dtype))
 
@@ -247,7 +247,7 @@ define("softshrink",
        "derivative 0 on [-lambd, lambd], else 1.  lambd must be >= 0 and finite "
        "(ValueError otherwise, as PyTorch).",
        softshrink_vad,
-       lambda x, l: (np.where(x > l, x - l, np.where(x < -l, x + l, 0)).astype(x.dtype),
+       lambda x, l: (np.where(np.abs(x) <= l, 0, x - np.sign(x) * l).astype(x.dtype),
                      (np.abs(x) > l).astype(x.dtype)),
        params=[Param("lambd", 0.5)],
        check=require_finite_nonnegative("lambd"))
@@ -266,7 +266,7 @@ define("hardshrink",
        "else 1.",
        hardshrink_vad,
        lambda x, l: (np.where(np.abs(x) <= l, 0, x).astype(x.dtype),
-                     (~(np.abs(x) <= l)).astype(x.dtype)),
+                     (np.abs(x) > l).astype(x.dtype)),
        params=[Param("lambd", 0.5)])
 
 
@@ -522,9 +522,12 @@ define("silu", "silu(x) = x * sigmoid(x);  derivative sigmoid(x) * (1 + x * (1 -
 
 @jitable
 def swish_vad(x, beta):
-    bx = beta * x
-    s, oms = sigmoid_pair(bx)
-    return x * s, s * (lit(x, 1.0) + bx * oms)
+    s, oms = sigmoid_pair(beta * x)
+    y = x * s
+    # s + y (1 - s) beta, not s (1 + (beta x)(1 - s)): beta x may overflow to
+    # +-inf where y does not, and inf * 0 would turn the limits 1 and 0 into
+    # NaN ((1 - s) beta first: exact for beta = 1, as in the constant kernel)
+    return y, s + y * (oms * beta)
 
 
 def _np_swish(x, beta):
