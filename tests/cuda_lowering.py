@@ -210,7 +210,7 @@ def main(argv):
                                             smoothing=smoothing, capped=capped)
                         check(f"{spec.name}(w={weighted}, eps={smoothing}, cap={capped}, "
                               f"rows={write_rows}) {dt.__name__}", k.py_func,
-                              (a3, i1, a1, a3, a1, a1) + (sc,) * 5 + (i64,), f32)
+                              (a3, i1, a1, a3, a1, a1) + (sc,) * 5 + (i64, i1), f32)
             elif fam == "dense":
                 for smoothing in (False, True):
                     k = loss.row_kernel("dense", 256, dt, True, False, smoothing=smoothing)
@@ -220,12 +220,13 @@ def main(argv):
                 for weighted in (False, True):
                     k = loss.row_kernel("nll", 256, dt, True, False, weighted=weighted)
                     check(f"{spec.name}(w={weighted}) {dt.__name__}", k.py_func,
-                          (a3, i1, a1, a3, a1, a1, sc, i64), f32)
+                          (a3, i1, a1, a3, a1, a1, sc, i64, i1), f32)
         check(f"loss.finish {dt.__name__}", loss.finish_kernel(dt).py_func, (a1, a1, sc), f32)
         check(f"loss.check_labels {dt.__name__}", loss.check_labels.py_func,
               (i1, i64, i64, a1, types.boolean, types.Array(types.float64, 2, "C")), False)
         check(f"loss.check_unit_range {dt.__name__}", loss.check_unit_range.py_func,
               (a1, i1), f32)
+        check(f"loss.reset_flag {dt.__name__}", loss.reset_flag.py_func, (i1, i64), False)
     # generic copies: casts float16 <-> float32, strided gathers/scatters
     f16, f32t, f64 = types.float16, types.float32, types.float64
     for src, dst in ((f16, f32t), (f32t, f16), (types.int64, f64), (types.boolean, f64)):

@@ -18,10 +18,9 @@ big = np.linspace(-3, 3, 40000).astype(np.float32)     # streamed (FASTACT_STREA
 fa.hardtanh.forward_backward(big, big)
 fa.mse.value_and_grad(big, big)
 passes = elementwise._KERNELS.values()
-pairs = [*(k.pair for k in passes), *axis_kernels._GATED.values(),
-         *loss_kernels._ELEMENTWISE.values()]
+pairs = [*(k.pair for k in passes), *(p for k in passes for p in k._streamed.values()),
+         *axis_kernels._GATED.values(), *loss_kernels._ELEMENTWISE.values()]
 dispatchers = [d for p in pairs for d in (p._serial, p._parallel) if d is not None]
-dispatchers += [d for k in passes for d in k._streamed.values()]
 hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers)
 misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers)
 print(len(dispatchers), hits, misses)

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import pathlib
+import sys
 import types
 
 from llvmlite import binding as llvm
@@ -35,6 +36,38 @@ WIDE_VECTORS = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 # Below this many elements a serial kernel beats the parallel launch
 # (measured on the development machine; override with FASTACT_PARALLEL_MIN).
 PARALLEL_MIN = int(os.environ.get("FASTACT_PARALLEL_MIN", "32768"))
+
+# True in a forked child whose parent had started GNU OpenMP's thread pool:
+# there every parallel kernel would abort the process ("fork() called from a
+# process already using GNU OpenMP"), so ``KernelPair`` hands out serial ones.
+SERIAL_ONLY = False
+
+
+def fork_unsafe_pool() -> bool:
+    """Whether this process runs Numba's threading layer on GNU OpenMP with
+    its threads started, the one layer whose forked children cannot run a
+    parallel kernel (tbb and workqueue can, and so can a child forked before
+    the first parallel kernel was compiled or loaded)."""
+    # (modules looked up, not imported: the hook runs in the child right after fork)
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is None or not getattr(parallel, "_is_initialized", True):
+        return False
+    try:
+        if parallel.threading_layer() != "omp":
+            return False
+    except ValueError:           # no layer started
+        return False
+    omppool = sys.modules.get("numba.np.ufunc.omppool")
+    return getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+
+
+def _after_fork_in_child():
+    global SERIAL_ONLY
+    # (True is inherited: a child's own children get the same unusable OpenMP state)
+    SERIAL_ONLY = SERIAL_ONLY or fork_unsafe_pool()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,7 +205,9 @@ class KernelPair:
                           **self._options)
 
     def get(self, size: int):
-        if size >= PARALLEL_MIN:
+        """The kernel for size elements: parallel from PARALLEL_MIN on, serial
+        below it and everywhere in a process with ``SERIAL_ONLY`` set."""
+        if size >= PARALLEL_MIN and not SERIAL_ONLY:
             if self._parallel is None:
                 self._parallel = self._compile(True)
             return self._parallel

@@ -12,7 +12,11 @@ CPU path's own output handling (``out=``, containers, float64 division of the
 reduced value).  Device inputs: the same conversions and checks on the device
 (the labels are range-checked by a kernel whose result is copied back before
 any kernel reads them as indices), results as device arrays of the input's
-kind (the reduced loss is a 0-d device array).
+kind (the reduced loss is a 0-d device array).  The loss kernels check every
+label again before indexing with it (host labels may change between their
+check and their copy, device labels between the two kernels): a bad one
+gives a NaN row and a flag, read back after the kernel, that raises the
+check's error (one 8-byte device-to-host copy per labelled call).
 
 Kernels, all from the loss package's definitions:
 
@@ -45,6 +49,7 @@ import numpy as np
 from numba import cuda, types
 
 from .. import api, dispatch
+from ..losses import kernels as lkernels
 from ..losses import op as lop
 from ..mathlib import exp, lit, log, tanh
 from . import core
@@ -147,6 +152,41 @@ def finish_kernel(dtype):
 
 # ------------------------------------------------------------ row-wise losses
 
+@cuda.jit(device=True)
+def _block_label(y, r, sy, k, tid):
+    """y[r] read once for the whole block (its k-th row) and shared: every
+    thread checks and indexes with the same value, and takes the same branches
+    and barriers, however y changes meanwhile.  Two slots: the slot of row k is
+    written again only at row k + 2, after every thread has passed the barrier
+    of row k + 1, so after it read row k's."""
+    if tid == 0:
+        sy[k & 1] = y[r]
+    cuda.syncthreads()
+    return sy[k & 1]
+
+
+@cuda.jit(device=True)
+def _bad_row(g, rl, bad, o, i, r, n, tid, nt, want_grad, write_rows, zero):
+    """Row r has a label outside [0, n) (changed after ``check_labels``): NaN
+    gradient row and row loss, bad[0] = min(bad[0], r); nothing is indexed by
+    the label."""
+    nan = lit(zero, math.nan)
+    if want_grad:
+        for j in range(tid, n, nt):
+            g[o, j, i] = nan
+    if tid == 0:
+        if write_rows:
+            rl[r] = nan
+        cuda.atomic.min(bad, 0, r)
+
+
+@cuda.jit
+def reset_flag(bad, rows):
+    """bad[0] = rows (no bad row yet) before a labelled row kernel."""
+    if cuda.grid(1) == 0:
+        bad[0] = rows
+
+
 def sparse_template(nt, dtype, want_grad, write_rows, weighted, smoothing, capped):
     """One block per row of x (outer, C, inner); labels y (outer * inner,), int64.
 
@@ -156,15 +196,18 @@ def sparse_template(nt, dtype, want_grad, write_rows, weighted, smoothing, cappe
       (e_c A - B w_c - D [c = y]) (1 - tanh**2 under softcap),
       e_c = exp(v_c - m), A = scale ((1 - eps) w[y] + eps wtot / C + 2 zl lse) / s,
       B = scale eps / C, D = scale (1 - eps) w[y].
+    A label outside [0, C) that is not ign (``_block_label``): NaN loss and
+    gradient row, and bad[0] = the smallest such row.
     """
     nbdt = _nbtype(dtype)
 
-    def sparse_ce(x, y, w, g, rl, partial, scale, eps, zl, cap, wtot, ign):
+    def sparse_ce(x, y, w, g, rl, partial, scale, eps, zl, cap, wtot, ign, bad):
         outer, n, inner = x.shape
         rows = outer * inner
         sm = cuda.shared.array(SLOTS, nbdt)
         ss = cuda.shared.array(SLOTS, nbdt)
         st = cuda.shared.array(SLOTS, nbdt)
+        sy = cuda.shared.array(2, types.int64)
         tid = cuda.threadIdx.x
         zero = lit(scale, 0.0)
         one = lit(scale, 1.0)
@@ -173,16 +216,23 @@ def sparse_template(nt, dtype, want_grad, write_rows, weighted, smoothing, cappe
         inv = one / cap if capped else one
         nf = lit(scale, n)
         acc = zero
+        k = 0
         for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
             o = r // inner
             i = r - o * inner
-            yi = y[r]
+            yi = _block_label(y, r, sy, k, tid)
+            k += 1
             if yi == ign:
                 if want_grad:
                     for j in range(tid, n, nt):
                         g[o, j, i] = zero
                 if write_rows and tid == 0:
                     rl[r] = zero
+                continue
+            if yi < 0 or yi >= n:
+                _bad_row(g, rl, bad, o, i, r, n, tid, nt, want_grad, write_rows, zero)
+                if tid == 0:
+                    acc += lit(scale, math.nan)     # the partial sum too
                 continue
             # read before the barrier below: g may alias x
             vy = x[o, yi, i]
@@ -299,18 +349,27 @@ def dense_template(nt, dtype, want_grad, write_rows, smoothing):
 
 
 def nll_template(nt, dtype, want_grad, write_rows, weighted):
-    """One block per row: loss -w[y] x_y (0 for ignore_index), gradient -w[y] scale at y."""
-    def nll(x, y, w, g, rl, partial, scale, ign):
+    """One block per row: loss -w[y] x_y (0 for ignore_index), gradient -w[y] scale at y;
+    a label outside [0, C) that is not ign as in ``sparse_template``."""
+    def nll(x, y, w, g, rl, partial, scale, ign, bad):
         outer, n, inner = x.shape
         rows = outer * inner
+        sy = cuda.shared.array(2, types.int64)
         tid = cuda.threadIdx.x
         zero = lit(scale, 0.0)
         one = lit(scale, 1.0)
         acc = zero
+        k = 0
         for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
             o = r // inner
             i = r - o * inner
-            yi = y[r]
+            yi = _block_label(y, r, sy, k, tid)
+            k += 1
+            if yi != ign and (yi < 0 or yi >= n):
+                _bad_row(g, rl, bad, o, i, r, n, tid, nt, want_grad, write_rows, zero)
+                if tid == 0:
+                    acc += lit(scale, math.nan)     # the partial sum too
+                continue
             loss = zero
             gy = zero
             if yi != ign:
@@ -528,11 +587,7 @@ def _check_labels(name, y, n_classes, ign, w, weighted, label_shape):
     b = int(h[0].min())
     if b < rows:
         v = int(y[b:b + 1].copy_to_host()[0])
-        msg = f"{name}: label {v} at row {b}"
-        if len(label_shape) > 1:
-            idx = np.unravel_index(b, label_shape)
-            msg += f" (index {tuple(int(i) for i in idx)})"
-        raise ValueError(msg + f" is outside [0, {n_classes}) and is not ignore_index={ign}")
+        raise lkernels.bad_label_error(name, v, b, label_shape, n_classes, ign)
     return int(h[1].sum()), float(h[2].sum())
 
 
@@ -566,6 +621,7 @@ def _upload_host_call(call):
     n_classes = call.pred.shape[-1]
     rows = call.pred.size // n_classes if n_classes else int(np.prod(call.pred.shape[:-1]))
     ns.n_classes = n_classes
+    ns.label_shape = call.label_shape
     ns.pred = cuda.to_device(call.pred.reshape(rows, n_classes, 1))
     if fam == "dense":
         ns.target = cuda.to_device(call.target.reshape(rows, n_classes, 1))
@@ -636,6 +692,11 @@ def _compute(spec, dc, g, total=None):
           else core.device_empty((0, 0, 0), dc.compute))
     o = dc.opts
     if rows:
+        if dc.family != "dense":
+            # the kernels check the labels again (they may have changed since
+            # check_labels read them, or since the host copy was checked)
+            bad = core.device_empty((1,), np.int64)
+            core.launch(reset_flag, 1, 1, bad, np.int64(rows))
         if dc.family == "sparse":
             cap = o["softcap"]
             eps = o["label_smoothing"]
@@ -643,7 +704,7 @@ def _compute(spec, dc, g, total=None):
                            smoothing=eps > 0, capped=cap is not None)
             core.launch(k, blocks, nt, x, dc.target, dc.w, g3, per, partial, scale, ct(eps),
                         ct(o["z_loss"]), ct(1.0 if cap is None else cap), ct(dc.wtot),
-                        np.int64(o["ignore_index"]))
+                        np.int64(o["ignore_index"]), bad)
         elif dc.family == "dense":
             eps = o["label_smoothing"]
             k = row_kernel("dense", nt, dc.compute, want_grad, write_rows, smoothing=eps > 0)
@@ -651,10 +712,22 @@ def _compute(spec, dc, g, total=None):
         else:
             k = row_kernel("nll", nt, dc.compute, want_grad, write_rows, weighted=dc.weighted)
             core.launch(k, blocks, nt, x, dc.target, dc.w, g3, per, partial, scale,
-                        np.int64(o["ignore_index"]))
+                        np.int64(o["ignore_index"]), bad)
+        if dc.family != "dense":
+            _raise_bad_label(dc, bad, rows)
     if write_rows:
         return "per", per
     return "total", _finish(partial, rows > 0, dc, total)
+
+
+def _raise_bad_label(dc, bad, rows):
+    """The pre-check's ValueError if a labelled row kernel flagged a row in bad
+    (its label is read back from the device labels the kernel read)."""
+    row = int(bad.copy_to_host()[0])
+    if row < rows:
+        label = int(dc.target[row:row + 1].copy_to_host()[0])
+        raise lkernels.bad_label_error(dc.name, label, row, dc.label_shape, dc.n_classes,
+                                       dc.opts["ignore_index"])
 
 
 def _finish(partial, ran, dc, total=None):

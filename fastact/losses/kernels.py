@@ -15,6 +15,13 @@ chunk of rows per parallel task; each row is read from memory once, and the
 further sweeps (sum of exp, gradient) run on the row in cache.  Row losses are
 float64 values in ``rl``; the gradient row may alias the logits row (the
 values still needed are read before the row is overwritten).
+
+The labelled kernels (sparse cross-entropy, nll) read each row's label once
+and index with it only after checking it themselves (the labels may be the
+caller's memory, changed by another thread after ``check_labels`` read them):
+a row whose label is outside [0, C) and is not ignore_index gets a NaN loss
+and a NaN gradient row, and the kernel returns (first such row, its label),
+or (-1, 0), for the caller to raise (``bad_label_error``).
 """
 import numpy as np
 from numba import prange
@@ -210,6 +217,7 @@ def _sparse_row(x, yi, g, tmp, w, w64, weighted, scale, eps, zl, cap, wtot, ign)
     """One row of sparse softmax cross-entropy; g is written (may be x itself).
 
     Returns the row loss (float64).  cap > 0: softcap; tmp holds tanh(x / cap).
+    yi is ign or in [0, x.size): the caller has checked it (``_bad_label``).
     """
     dt = x.dtype.type
     n = x.size
@@ -268,17 +276,51 @@ def _sparse_row(x, yi, g, tmp, w, w64, weighted, scale, eps, zl, cap, wtot, ign)
     return loss
 
 
+@jitable
+def _bad_label(yi, n, ign):
+    """Whether label yi is outside [0, n) and is not ign."""
+    return yi != ign and (yi < 0 or yi >= n)
+
+
+@jitable
+def _nan_row(gr, rl, r):
+    """The row of a bad label: NaN gradient gr and loss rl[r]."""
+    for j in range(gr.size):
+        gr[j] = np.nan
+    rl[r] = np.nan
+
+
+@jitable
+def _first_bad(bad):
+    """(row, label) of the first chunk's entry of bad (first bad row or -1,
+    its label) that holds one, else (-1, 0): chunks cover increasing rows."""
+    for c in range(bad.shape[0]):
+        if bad[c, 0] >= 0:
+            return bad[c, 0], bad[c, 1]
+    return np.int64(-1), np.int64(0)
+
+
 def _sparse_template(want_grad):
     def sparse_ce(x, y, w, w64, weighted, g, rl, scale, eps, zl, cap, wtot, ign, nchunks):
         rows, n = x.shape
         nc = _chunks(rows, nchunks)
+        bad = np.empty((nc, 2), np.int64)
         for c in prange(nc):
             tmp = np.empty(n, x.dtype)
             buf = np.empty(n if not want_grad else 0, x.dtype)
+            first, label = -1, 0
             for r in range(c * rows // nc, (c + 1) * rows // nc):
                 gr = g[r] if want_grad else buf
-                rl[r] = _sparse_row(x[r], y[r], gr, tmp, w, w64, weighted, scale, eps, zl,
+                yi = y[r]           # read once: y may change while the kernel runs
+                if _bad_label(yi, n, ign):
+                    if first < 0:
+                        first, label = r, yi
+                    _nan_row(gr, rl, r)
+                    continue
+                rl[r] = _sparse_row(x[r], yi, gr, tmp, w, w64, weighted, scale, eps, zl,
                                     cap, wtot, ign)
+            bad[c, 0], bad[c, 1] = first, label
+        return _first_bad(bad)
     return sparse_ce
 
 
@@ -327,9 +369,17 @@ DENSE_CE = {True: KernelPair(_dense_template(True)),
 def _nll(x, y, w64, weighted, g, rl, scale, ign, want_grad, nchunks):
     rows, n = x.shape
     nc = _chunks(rows, nchunks)
+    bad = np.empty((nc, 2), np.int64)
     for c in prange(nc):
+        buf = np.empty(0, x.dtype)
+        first, label = -1, 0
         for r in range(c * rows // nc, (c + 1) * rows // nc):
-            yi = y[r]
+            yi = y[r]               # read once: y may change while the kernel runs
+            if _bad_label(yi, n, ign):
+                if first < 0:
+                    first, label = r, yi
+                _nan_row(g[r] if want_grad else buf, rl, r)
+                continue
             if yi == ign:
                 rl[r] = 0.0
                 if want_grad:
@@ -342,6 +392,8 @@ def _nll(x, y, w64, weighted, g, rl, scale, ign, want_grad, nchunks):
                 for j in range(n):
                     g[r, j] = x.dtype.type(0.0)
                 g[r, yi] = x.dtype.type(-wy * scale)
+        bad[c, 0], bad[c, 1] = first, label
+    return _first_bad(bad)
 
 
 NLL = KernelPair(_nll)
@@ -363,6 +415,16 @@ def check_labels(y, n_classes, ign, w64, weighted):
         count += 1
         wsum += w64[v] if weighted else 1.0
     return -1, count, wsum
+
+
+def bad_label_error(name, label, row, label_shape, n_classes, ign) -> ValueError:
+    """The error of a label outside [0, n_classes) that is not ign, at flat row
+    ``row`` of labels of shape label_shape."""
+    msg = f"{name}: label {label} at row {row}"
+    if len(label_shape) > 1:
+        idx = np.unravel_index(row, label_shape)
+        msg += f" (index {tuple(int(i) for i in idx)})"
+    return ValueError(msg + f" is outside [0, {n_classes}) and is not ignore_index={ign}")
 
 
 # ------------------------------------------------------------ range checks

@@ -360,9 +360,9 @@ def _run_cpu(spec, call, want_grad, g):
     if rows and n_classes:
         size = x.size
         o = call.opts
-        # the labels checked again in the kernel (they may have changed since
-        # _prepare_labels read them): a bad one raises the same error
-        bad = kernels.label_flags(rows, NCHUNKS) if fam != "dense" else None
+        # the labelled kernels check the labels again (they may have changed
+        # since _prepare_labels read them): (first bad row or -1, its label)
+        bad = (-1, 0)
         if fam == "sparse":
             cap = o["softcap"]
             # the weight sum enters only the smoothing term: 0 without smoothing,
@@ -371,20 +371,19 @@ def _run_cpu(spec, call, want_grad, g):
             eps = o["label_smoothing"]
             wtot = 0.0 if eps == 0.0 else (float(call.w64.sum()) if call.weighted
                                            else float(n_classes))
-            kernels.SPARSE_CE[want_grad].get(size)(
+            bad = kernels.SPARSE_CE[want_grad].get(size)(
                 x2, call.target, call.w, call.w64, call.weighted, g2, rl, scale,
                 o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), wtot,
-                o["ignore_index"], NCHUNKS, bad)
+                o["ignore_index"], NCHUNKS)
         elif fam == "dense":
             t2 = call.target.reshape(rows, n_classes)
             kernels.DENSE_CE[want_grad].get(size)(x2, t2, g2, rl, scale,
                                                   o["label_smoothing"], NCHUNKS)
         else:
-            kernels.NLL.get(size)(x2, call.target, call.w64, call.weighted, g2, rl, scale,
-                                  o["ignore_index"], want_grad, NCHUNKS, bad)
-        first = None if bad is None else kernels.first_bad_label(bad)
-        if first is not None:
-            raise kernels.bad_label_error(call.name, first[1], first[0], call.label_shape,
+            bad = kernels.NLL.get(size)(x2, call.target, call.w64, call.weighted, g2, rl,
+                                        scale, o["ignore_index"], want_grad, NCHUNKS)
+        if bad[0] >= 0:
+            raise kernels.bad_label_error(call.name, bad[1], bad[0], call.label_shape,
                                           n_classes, o["ignore_index"])
     if call.reduction == "none":
         return _finish_loss(call, per=rl.reshape(call.label_shape))
