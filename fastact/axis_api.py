@@ -131,7 +131,10 @@ class GatedOp(Op):
         else:
             dy2 = arrays[1].reshape(outer, k)
             dx3 = outs.arrays[-1].reshape(outer, 2, k)
-            y2 = outs.arrays[0].reshape(outer, k) if pass_name == "forward_backward" else dy2
+            # without y, an empty array of the same kind stands in (never
+            # written; dy may be read-only)
+            y2 = outs.arrays[0].reshape(outer, k) if pass_name == "forward_backward" else \
+                np.empty((outer, 0), compute)
             K.gated_kernel(scalars, True, len(p), wide).get(x.size)(
                 x3, dy2, y2, dx3, act, pass_name == "forward_backward", p)
         return outs.finish()
@@ -287,7 +290,10 @@ class MaxoutOp(Op):
             dx4 = outs.arrays[-1].reshape(shape_x)
             dy2 = arrays[1].reshape(shape_y)
             write_y = pass_name == "forward_backward"
-            y2 = outs.arrays[0].reshape(shape_y) if write_y else dy2
+            # without y, an empty array of the same kind stands in (never
+            # written; dy may be read-only)
+            y2 = outs.arrays[0].reshape(shape_y) if write_y else \
+                np.empty(shape_y[:-1] + (0,), dy2.dtype)
             backward.get(x.size)(x4, dy2, y2, dx4, write_y)
         return outs.finish()
 

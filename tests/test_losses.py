@@ -251,7 +251,7 @@ def test_plain_call_path_checks_and_leaves_other_calls_to_the_general_path():
     assert np.isnan(fa.mse(p[:0], t[:0]))
     assert fa.mse(p.astype(np.float16), t.astype(np.float16)).dtype == np.float16
     p32 = p.astype(np.float32)
-    assert fa.mse(p32, t).dtype == np.float32           # the prediction's dtype
+    assert fa.mse(p32, t).dtype == np.float64           # promoted as NumPy promotes
     np.testing.assert_array_equal(fa.mse.value_and_grad(p32, t)[1],
                                   fa.mse.value_and_grad(p32, t, backend="cpu")[1])
     np.testing.assert_array_equal(fa.mse(p[::2], t[::2]), fa.mse(p[::2].copy(), t[::2].copy()))

@@ -78,10 +78,13 @@ def prepare_call(spec, pass_name, pred, target, opts) -> LossCall:
     if family in ("sparse", "nll"):
         return _prepare_labels(spec, name, a, container, compute, result, target, opts)
     b, _, t_compute, t_result = _float_array(target, "target")
-    # prediction and target promote as in NumPy (float32 with float64 computes
-    # in float64 and returns float64)
-    compute = np.promote_types(compute, t_compute)
-    result = np.promote_types(result, t_result)
+    # a floating target promotes with the prediction as in NumPy (float32 with
+    # float64 computes and returns float64); an integer or bool target (0/1 or
+    # -1/1 labels, exact in any float dtype) takes the prediction's dtype, as
+    # in PyTorch
+    if b.dtype.kind == "f":
+        compute = np.promote_types(compute, t_compute)
+        result = np.promote_types(result, t_result)
     if b.shape != a.shape:
         raise ValueError(f"{name}: target has shape {b.shape}, expected {a.shape} "
                          "(the shape of the prediction)")
