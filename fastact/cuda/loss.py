@@ -275,7 +275,8 @@ def sparse_template(nt, dtype, want_grad, write_rows, weighted, smoothing, cappe
                     if capped:
                         th = tanh(v * inv)
                         v = cap * th
-                    gj = exp(v - m) * A - (B * w[j] if weighted else B)
+                    # (B = 0 without smoothing: w[j] is not read, it may be inf)
+                    gj = exp(v - m) * A - (B * w[j] if weighted and smoothing else B)
                     if j == yi:
                         gj -= D
                     if capped:
@@ -482,7 +483,7 @@ def _prepare_device(spec, name, pred, target, opts):
                          arrays={})
     if family == "elementwise":
         b, _ = _dev_input(target, "target")
-        dispatch.dtypes_for(b.dtype)
+        ns.compute, ns.result = compute, result = _promoted(compute, result, b)
         if tuple(b.shape) != shape:
             raise ValueError(f"{name}: target has shape {tuple(b.shape)}, expected {shape} "
                              "(the shape of the prediction)")
@@ -521,12 +522,13 @@ def _prepare_device(spec, name, pred, target, opts):
     outer, n_classes, inner = api.split_axis(shape, ax)
     label_shape = shape[:ax] + shape[ax + 1:]
     ns.label_shape, ns.n_classes = label_shape, n_classes
+    if family == "dense":
+        b, _ = _dev_input(target, "target")
+        ns.compute, ns.result = compute, result = _promoted(compute, result, b)
     pred_nd = core.to_contiguous(a, compute)
     ns.kernel_inputs = [pred_nd]
     ns.pred = pred_nd.reshape(outer, n_classes, inner)
     if family == "dense":
-        b, _ = _dev_input(target, "target")
-        dispatch.dtypes_for(b.dtype)
         if tuple(b.shape) != shape:
             raise ValueError(f"{name}: target has shape {tuple(b.shape)}, expected {shape} "
                              "(the shape of the prediction)")
@@ -563,10 +565,10 @@ def _prepare_device(spec, name, pred, target, opts):
             raise ValueError(f"{name}: weight has shape {wshape}, expected ({n_classes},) "
                              "(one per class)")
         ns.w = core.to_contiguous(wd, compute)
-        ns.wtot = float(_host_copy(wd).astype(np.float64).sum())
+        ns.wtot = _smoothing_weight_sum(name, opts, _host_copy(wd).astype(np.float64))
     else:
         ns.w = core.device_empty((1,), compute)
-        ns.wtot = float(n_classes)
+        ns.wtot = _smoothing_weight_sum(name, opts, None, n_classes)
     ign = opts["ignore_index"]
     count, wsum = _check_labels(name, y, n_classes, ign, ns.w, ns.weighted, label_shape)
     ns.target = y
@@ -629,8 +631,35 @@ def _upload_host_call(call):
         ns.target = cuda.to_device(call.target)
         ns.weighted = call.weighted
         ns.w = cuda.to_device(call.w)
-        ns.wtot = float(call.w64.sum()) if call.weighted else float(n_classes)
+        ns.wtot = _smoothing_weight_sum(call.name, call.opts,
+                                        call.w64 if call.weighted else None, n_classes)
     return ns
+
+
+def _promoted(compute, result, target):
+    """(compute, result) dtypes of a prediction with a target, as the host
+    path promotes them (``losses.op.prepare_call``): a floating target as in
+    NumPy, an integer or bool one takes the prediction's dtype."""
+    t_compute, t_result = dispatch.dtypes_for(target.dtype)
+    if np.dtype(target.dtype).kind != "f":
+        return compute, result
+    return np.promote_types(compute, t_compute), np.promote_types(result, t_result)
+
+
+def _smoothing_weight_sum(name, opts, w64, n_classes=0):
+    """The class-weight sum of the smoothing term: 0 without smoothing (an
+    infinite weight of an absent class is harmless then, as in PyTorch);
+    with smoothing, ValueError for a non-finite weight, as on the CPU."""
+    if opts.get("label_smoothing", 0.0) == 0.0:
+        return 0.0
+    if w64 is None:
+        return float(n_classes)
+    if not np.isfinite(w64).all():
+        k = int(np.argmax(~np.isfinite(w64)))
+        raise ValueError(f"{name}: class weight {w64[k]} of class {k} is not finite; with "
+                         "label_smoothing > 0 every class's weight enters every row's loss "
+                         "(PyTorch returns an infinite loss)")
+    return float(w64.sum())
 
 
 # ------------------------------------------------------------ computing
