@@ -196,6 +196,7 @@ def info() -> dict:
     import numba
 
     from . import __version__
+    from .cpu import jit
     from .cpu.jit import PARALLEL_MIN
     d = {
         "fastact": __version__,
@@ -206,6 +207,8 @@ def info() -> dict:
         "threads": numba.get_num_threads(),
         "threading_layer": numba.config.THREADING_LAYER,
         "parallel_min": PARALLEL_MIN,
+        # a forked child of a GNU OpenMP parent runs serial kernels only
+        "serial_only": jit.SERIAL_ONLY,
         "backends": dispatch.available_backends(),
         "default_backend": dispatch.get_backend(),
     }
