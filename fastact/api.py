@@ -48,6 +48,9 @@ class ElementwiseOp(Op):
         self._plans = {}
 
     def __call__(self, x, *, out=None, backend=None, **params):
+        if backend is None and dispatch.needs_autograd((x,)):
+            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
+                ft, self.spec.name)(x, **params))
         return self._run("forward", (x,), ("x",), out, backend, params)
 
     def value_and_derivative(self, x, *, out=None, backend=None, **params):
@@ -242,6 +245,9 @@ class RowwiseOp(Op):
     """
 
     def __call__(self, x, *, axis=-1, out=None, backend=None):
+        if backend is None and dispatch.needs_autograd((x,)):
+            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
+                ft, self.spec.name)(x, axis=axis))
         return self._run("forward", (x,), ("x",), axis, out, backend)
 
     def backward(self, x, dy, *, axis=-1, out=None, backend=None):

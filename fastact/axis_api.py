@@ -80,6 +80,9 @@ class GatedOp(Op):
     """
 
     def __call__(self, x, *, axis=-1, out=None, backend=None, **params):
+        if backend is None and dispatch.needs_autograd((x,)):
+            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
+                ft, self.spec.name)(x, axis=axis, **params))
         return self._run("forward", (x,), axis, out, backend, params)
 
     def backward(self, x, dy, *, axis=-1, out=None, backend=None, **params):
@@ -148,6 +151,9 @@ class PreluOp(Op):
     """
 
     def __call__(self, x, weight, *, axis=1, out=None, backend=None):
+        if backend is None and dispatch.needs_autograd((x, weight)):
+            return dispatch.differentiable_call(self.spec.name, (x, weight), out,
+                                                lambda ft: ft.prelu(x, weight, axis=axis))
         return self._run("forward", (x, weight), axis, out, backend)
 
     def backward(self, x, dy, weight, *, axis=1, out=None, backend=None):
@@ -235,6 +241,9 @@ class MaxoutOp(Op):
     """
 
     def __call__(self, x, pieces, *, axis=-1, out=None, backend=None):
+        if backend is None and dispatch.needs_autograd((x,)):
+            return dispatch.differentiable_call(self.spec.name, (x,), out,
+                                                lambda ft: ft.maxout(x, pieces, axis=axis))
         return self._run("forward", (x,), pieces, axis, out, backend)
 
     def backward(self, x, dy, pieces, *, axis=-1, out=None, backend=None):

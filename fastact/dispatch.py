@@ -194,6 +194,44 @@ def torch_views(inputs):
     return views
 
 
+def needs_autograd(inputs) -> bool:
+    """Whether a forward call on these inputs must record autograd: torch is
+    loaded, grad mode is on and an input is a tensor that requires grad."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.is_grad_enabled():
+        return False
+    return any(isinstance(x, torch.Tensor) and x.requires_grad for x in inputs)
+
+
+def differentiable_call(name, inputs, out, call):
+    """A forward call that records autograd (``needs_autograd``): ``call(ft)``
+    with the module ``fastact.torch``; an ``out=`` raises, as torch's own
+    out= functions do for inputs that require grad."""
+    if out is not None:
+        raise RuntimeError(f"{name}: out= is not differentiable: an input requires grad "
+                           "(call it under torch.no_grad(), or without out=)")
+    from . import torch as ft
+    return call(ft)
+
+
+def _check_torch_out(tensors):
+    """An ``out=`` tensor that requires grad raises, as torch's out= ops do."""
+    for t in tensors:
+        if t.requires_grad:
+            raise RuntimeError("out= tensor requires grad: fastact writes it outside autograd "
+                               "(pass a tensor that does not, or call under torch.no_grad())")
+
+
+def _bump_versions(tensors):
+    """Mark out= tensors written (their version counter), so that autograd
+    refuses a backward that saved them before the write."""
+    bump = getattr(getattr(sys.modules["torch"].autograd, "graph", None), "increment_version",
+                   None)
+    if bump is not None:
+        for t in tensors:
+            bump(t)
+
+
 def torch_call(inputs, out, run):
     """A call on torch CPU tensors as a call on NumPy views of them: ``run(views,
     out)`` with the inputs and ``out=`` (a tensor or a tuple or list of them)
@@ -210,6 +248,7 @@ def torch_call(inputs, out, run):
         out_views = torch_views(tensors)
         if out_views is None:
             return None
+        _check_torch_out(tensors)
         pairs = tuple(zip(out_views, tensors))
         out = type(out)(out_views) if seq else out_views[0]
     from_numpy = sys.modules["torch"].from_numpy
@@ -220,6 +259,8 @@ def torch_call(inputs, out, run):
                 return tensor
         return from_numpy(r) if isinstance(r, np.ndarray) else r
     result = run(views, out)
+    if pairs:
+        _bump_versions([t for _, t in pairs])
     return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
 
 

@@ -396,9 +396,14 @@ def test_torch_calls_match_numpy_calls():
                         targs[0].requires_grad_(True)
                     got = fn(*targs, **kw)
                     pairs = zip(got, want) if isinstance(want, tuple) else [(got, want)]
+                    # forward calls on a tensor that requires grad record
+                    # autograd (fastact.torch); the explicit-gradient methods
+                    # and argmax return tensors outside the graph
+                    recorded = grad and fn in (fa.sigmoid, fa.huber, fa.nll_loss)
                     for g, w in pairs:
                         assert isinstance(g, torch.Tensor), (fn, type(g))
-                        assert not g.requires_grad
+                        assert g.requires_grad == recorded, fn
+                        g = g.detach()
                         assert g.numpy().dtype == w.dtype and g.shape == w.shape
                         np.testing.assert_array_equal(g.numpy(), w)
     # out= tensors: written and handed back themselves (the loss value as a new tensor)

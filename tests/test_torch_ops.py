@@ -380,3 +380,55 @@ def test_loss_module_weight_is_a_buffer():
     m = ft.nn.CrossEntropyLoss(W5)
     assert "weight" in dict(m.named_buffers())
     assert m.double().weight.dtype == F64
+
+
+# ------------------------------------------------ the plain API on tensors
+
+def test_plain_api_records_autograd_on_tensors_that_require_grad():
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.full((4,), 0.2, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    for f, g in ((lambda a: fa.gelu(a, approximate="tanh"),
+                  lambda a: torch.nn.functional.gelu(a, approximate="tanh")),
+                 (lambda a: fa.softmax(a, axis=0), lambda a: torch.softmax(a, 0)),
+                 (lambda a: fa.swiglu(a), lambda a: torch.nn.functional.silu(a[:, :2]) * a[:, 2:]),
+                 (lambda a: fa.maxout(a, 2), lambda a: a.reshape(5, 2, 2).amax(-1)),
+                 (lambda a: fa.prelu(a, w), lambda a: torch.nn.functional.prelu(a, w)),
+                 (lambda a: fa.sparse_softmax_cross_entropy(a, labels, label_smoothing=0.1),
+                  lambda a: torch.nn.functional.cross_entropy(a, labels, label_smoothing=0.1)),
+                 (lambda a: fa.mse(a, torch.ones_like(a)),
+                  lambda a: torch.nn.functional.mse_loss(a, torch.ones_like(a)))):
+        y = f(x)
+        assert y.grad_fn is not None
+        got = torch.autograd.grad(y.sum(), (x,))[0]
+        want = torch.autograd.grad(g(x).sum(), (x,))[0]
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():
+        assert fa.gelu(x).grad_fn is None
+
+
+def test_explicit_gradient_methods_stay_outside_the_graph():
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    y, d = fa.gelu.value_and_derivative(x)
+    assert not y.requires_grad and not d.requires_grad
+    loss, grad = fa.mse.value_and_grad(x, torch.zeros(6, dtype=torch.float64))
+    assert not loss.requires_grad and not grad.requires_grad
+
+
+def test_out_tensors_and_autograd():
+    x = torch.randn(6, dtype=torch.float64)
+    o = torch.empty(6, dtype=torch.float64)
+    v = o._version
+    assert fa.relu(x, out=o) is o
+    assert o._version > v                          # the write is visible to autograd
+    with pytest.raises(RuntimeError, match="requires grad"):
+        fa.relu(x, out=torch.empty(6, dtype=torch.float64, requires_grad=True))
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        fa.relu(x.clone().requires_grad_(), out=o)
+    # a tensor autograd saved, then overwritten through out=: backward refuses
+    a = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    b = a * 1.0
+    c = (b * b).sum()
+    fa.relu(x, out=b.detach())
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        c.backward()
