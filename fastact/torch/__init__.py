@@ -11,7 +11,8 @@ backward, traceable by ``torch.compile(fullgraph=True)``).  See
     loss.backward()
 
 Modules named as in torch.nn: ``ft.nn.GELU(approximate=)``, ``ft.nn.Softmax(dim=)``,
-``ft.nn.CrossEntropyLoss(...)``, ...
+``ft.nn.CrossEntropyLoss(...)``, ...; ``ft.swap_modules(model)`` replaces the
+torch.nn activation modules of a model by them in place.
 
 Only fastact.torch imports torch: ``import fastact`` does not need it.
 """
@@ -25,5 +26,6 @@ from .ops import FUNCTIONS, OPERATORS
 globals().update(FUNCTIONS)
 
 from . import nn  # noqa: E402  (torch.nn-style modules: ft.nn.GELU, ft.nn.CrossEntropyLoss)
+from .nn import swap_modules  # noqa: E402
 
-__all__ = sorted(FUNCTIONS)
+__all__ = sorted(FUNCTIONS) + ["nn", "swap_modules"]

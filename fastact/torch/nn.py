@@ -186,3 +186,52 @@ __all__ = ["GELU", "SiLU", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", 
            "Hardswish", "Hardtanh", "Softshrink", "Hardshrink", "Tanhshrink", "Softmax",
            "LogSoftmax", "Softmin", "GLU", "PReLU", "CrossEntropyLoss", "NLLLoss", "MSELoss",
            "L1Loss", "HuberLoss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]
+
+
+# torch.nn activation modules that have a counterpart here, with the
+# attributes that carry their parameters
+_SWAPPABLE = {
+    "GELU": ("approximate",), "SiLU": (), "ReLU": (), "ReLU6": (),
+    "LeakyReLU": ("negative_slope",), "ELU": ("alpha",), "SELU": (), "CELU": ("alpha",),
+    "Mish": (), "Softplus": ("beta", "threshold"), "Softsign": (), "Sigmoid": (),
+    "Tanh": (), "LogSigmoid": (), "Hardsigmoid": (), "Hardswish": (),
+    "Hardtanh": ("min_val", "max_val"), "Softshrink": ("lambd",),
+    "Hardshrink": ("lambd",), "Tanhshrink": (), "Softmax": ("dim",),
+    "LogSoftmax": ("dim",), "Softmin": ("dim",), "GLU": ("dim",),
+}
+
+
+def _counterpart(module):
+    """The fastact module that computes what a torch.nn activation module
+    computes, or None (not an activation of torch.nn, a subclass of one, or
+    a Softmax-like module without an explicit dim)."""
+    name = type(module).__name__
+    if type(module) is getattr(torch.nn, name, None) and name in _SWAPPABLE:
+        values = {k: getattr(module, k) for k in _SWAPPABLE[name]}
+        if values.get("dim", 0) is None:
+            return None
+        new = globals()[name](**values)
+    elif type(module) is torch.nn.PReLU:
+        new = PReLU(module.num_parameters)
+        new.weight = module.weight          # the same Parameter: optimizers keep it
+    else:
+        return None
+    new.train(module.training)
+    return new
+
+
+def swap_modules(model: torch.nn.Module) -> int:
+    """Replace, in place, every torch.nn activation module inside ``model``
+    (its submodules at any depth; not ``model`` itself) by its fastact
+    counterpart (GELU, SiLU, ReLU, Softmax(dim=), PReLU with its own weight
+    Parameter, ...).  Returns how many it replaced.  Subclasses of torch.nn
+    modules and Softmax-like modules without an explicit ``dim`` are left
+    as they are."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = _counterpart(child)
+            if new is not None:
+                setattr(parent, name, new)
+                count += 1
+    return count
