@@ -483,7 +483,7 @@ def _prepare_device(spec, name, pred, target, opts):
                          arrays={})
     if family == "elementwise":
         b, _ = _dev_input(target, "target")
-        ns.compute, ns.result = compute, result = _promoted(compute, result, b)
+        ns.compute, ns.result = compute, result = lop.promoted_dtypes(compute, result, b.dtype)
         if tuple(b.shape) != shape:
             raise ValueError(f"{name}: target has shape {tuple(b.shape)}, expected {shape} "
                              "(the shape of the prediction)")
@@ -524,7 +524,7 @@ def _prepare_device(spec, name, pred, target, opts):
     ns.label_shape, ns.n_classes = label_shape, n_classes
     if family == "dense":
         b, _ = _dev_input(target, "target")
-        ns.compute, ns.result = compute, result = _promoted(compute, result, b)
+        ns.compute, ns.result = compute, result = lop.promoted_dtypes(compute, result, b.dtype)
     pred_nd = core.to_contiguous(a, compute)
     ns.kernel_inputs = [pred_nd]
     ns.pred = pred_nd.reshape(outer, n_classes, inner)
@@ -565,10 +565,11 @@ def _prepare_device(spec, name, pred, target, opts):
             raise ValueError(f"{name}: weight has shape {wshape}, expected ({n_classes},) "
                              "(one per class)")
         ns.w = core.to_contiguous(wd, compute)
-        ns.wtot = _smoothing_weight_sum(name, opts, _host_copy(wd).astype(np.float64))
+        ns.wtot = lop.smoothing_weight_sum(name, opts, _host_copy(wd).astype(np.float64),
+                                          n_classes)
     else:
         ns.w = core.device_empty((1,), compute)
-        ns.wtot = _smoothing_weight_sum(name, opts, None, n_classes)
+        ns.wtot = lop.smoothing_weight_sum(name, opts, None, n_classes)
     ign = opts["ignore_index"]
     count, wsum = _check_labels(name, y, n_classes, ign, ns.w, ns.weighted, label_shape)
     ns.target = y
@@ -631,35 +632,8 @@ def _upload_host_call(call):
         ns.target = cuda.to_device(call.target)
         ns.weighted = call.weighted
         ns.w = cuda.to_device(call.w)
-        ns.wtot = _smoothing_weight_sum(call.name, call.opts,
-                                        call.w64 if call.weighted else None, n_classes)
+        ns.wtot = call.wtot
     return ns
-
-
-def _promoted(compute, result, target):
-    """(compute, result) dtypes of a prediction with a target, as the host
-    path promotes them (``losses.op.prepare_call``): a floating target as in
-    NumPy, an integer or bool one takes the prediction's dtype."""
-    t_compute, t_result = dispatch.dtypes_for(target.dtype)
-    if np.dtype(target.dtype).kind != "f":
-        return compute, result
-    return np.promote_types(compute, t_compute), np.promote_types(result, t_result)
-
-
-def _smoothing_weight_sum(name, opts, w64, n_classes=0):
-    """The class-weight sum of the smoothing term: 0 without smoothing (an
-    infinite weight of an absent class is harmless then, as in PyTorch);
-    with smoothing, ValueError for a non-finite weight, as on the CPU."""
-    if opts.get("label_smoothing", 0.0) == 0.0:
-        return 0.0
-    if w64 is None:
-        return float(n_classes)
-    if not np.isfinite(w64).all():
-        k = int(np.argmax(~np.isfinite(w64)))
-        raise ValueError(f"{name}: class weight {w64[k]} of class {k} is not finite; with "
-                         "label_smoothing > 0 every class's weight enters every row's loss "
-                         "(PyTorch returns an infinite loss)")
-    return float(w64.sum())
 
 
 # ------------------------------------------------------------ computing

@@ -63,6 +63,36 @@ def _float_array(x, role, compute=None):
     return a, c, cd, rd
 
 
+def promoted_dtypes(compute, result, target_dtype):
+    """(compute, result) dtypes of a prediction's (compute, result) with a
+    target of target_dtype: a floating target promotes as in NumPy (float32
+    with float64 computes and returns float64); an integer or bool target
+    (0/1 or -1/1 labels, exact in any float dtype) takes the prediction's
+    dtypes, as in PyTorch."""
+    if np.dtype(target_dtype).kind != "f":
+        return compute, result
+    t_compute, t_result = dtypes_for(target_dtype)
+    return np.promote_types(compute, t_compute), np.promote_types(result, t_result)
+
+
+def smoothing_weight_sum(name, opts, w64, n_classes) -> float:
+    """The class-weight sum of the label-smoothing term of a cross-entropy
+    (w64: the float64 class weights, None when unweighted): 0 without
+    smoothing, so that an infinite weight of a class absent from the batch is
+    harmless (as in PyTorch) instead of giving 0 * inf = NaN.  With smoothing
+    every weight enters every row: ValueError for a non-finite one."""
+    if opts.get("label_smoothing", 0.0) == 0.0:
+        return 0.0
+    if w64 is None:
+        return float(n_classes)
+    if not np.isfinite(w64).all():
+        k = int(np.argmax(~np.isfinite(w64)))
+        raise ValueError(f"{name}: class weight {w64[k]} of class {k} is not finite; with "
+                         "label_smoothing > 0 every class's weight enters every row's loss "
+                         "(PyTorch returns an infinite loss)")
+    return float(w64.sum())
+
+
 class LossCall:
     """Kernel-ready arrays and scalars of one call (host backends)."""
 
@@ -77,14 +107,8 @@ def prepare_call(spec, pass_name, pred, target, opts) -> LossCall:
     a, container, compute, result = _float_array(pred, "prediction")
     if family in ("sparse", "nll"):
         return _prepare_labels(spec, name, a, container, compute, result, target, opts)
-    b, _, t_compute, t_result = _float_array(target, "target")
-    # a floating target promotes with the prediction as in NumPy (float32 with
-    # float64 computes and returns float64); an integer or bool target (0/1 or
-    # -1/1 labels, exact in any float dtype) takes the prediction's dtype, as
-    # in PyTorch
-    if b.dtype.kind == "f":
-        compute = np.promote_types(compute, t_compute)
-        result = np.promote_types(result, t_result)
+    b, _, _, _ = _float_array(target, "target")
+    compute, result = promoted_dtypes(compute, result, b.dtype)
     if b.shape != a.shape:
         raise ValueError(f"{name}: target has shape {b.shape}, expected {a.shape} "
                          "(the shape of the prediction)")
@@ -168,11 +192,7 @@ def _prepare_labels(spec, name, a, container, compute, result, target, opts):
         w64 = _UNIT_WEIGHT[_F64]
         wc = _UNIT_WEIGHT[compute]
     ign = opts["ignore_index"]
-    if weighted and opts.get("label_smoothing", 0.0) > 0.0 and not np.isfinite(w64).all():
-        k = int(np.argmax(~np.isfinite(w64)))
-        raise ValueError(f"{name}: class weight {w64[k]} of class {k} is not finite; with "
-                         "label_smoothing > 0 every class's weight enters every row's loss "
-                         "(PyTorch returns an infinite loss)")
+    wtot = smoothing_weight_sum(name, opts, w64 if weighted else None, n_classes)
     bad, count, wsum = kernels.check_labels(y, n_classes, ign, w64, weighted)
     if bad >= 0:
         idx = np.unravel_index(bad, lab.shape) if lab.ndim > 1 else bad
@@ -186,7 +206,7 @@ def _prepare_labels(spec, name, a, container, compute, result, target, opts):
                     reduction=reduction, divisor=divisor, opts=opts, axis=ax,
                     moved_axis=ax if ax != a.ndim - 1 else None, weighted=weighted,
                     w=wc, w64=w64, n_classes=n_classes, label_shape=lab.shape,
-                    count=count, arrays={})
+                    count=count, wtot=wtot, arrays={})
 
 
 def _prepare_dense(spec, name, a, b, container, compute, result, opts):
@@ -368,15 +388,9 @@ def _run_cpu(spec, call, want_grad, g):
         bad = (-1, 0)
         if fam == "sparse":
             cap = o["softcap"]
-            # the weight sum enters only the smoothing term: 0 without smoothing,
-            # so that an infinite weight of a class absent from the batch is
-            # harmless there (as in PyTorch) instead of giving 0 * inf = NaN
-            eps = o["label_smoothing"]
-            wtot = 0.0 if eps == 0.0 else (float(call.w64.sum()) if call.weighted
-                                           else float(n_classes))
             bad = kernels.SPARSE_CE[want_grad].get(size)(
                 x2, call.target, call.w, call.w64, call.weighted, g2, rl, scale,
-                o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), wtot,
+                o["label_smoothing"], o["z_loss"], 0.0 if cap is None else float(cap), call.wtot,
                 o["ignore_index"], NCHUNKS)
         elif fam == "dense":
             t2 = call.target.reshape(rows, n_classes)
