@@ -108,15 +108,17 @@ def forward_backward_kernel(fd, put=put):
 
 
 def backward_from_output_kernel(fo, put=put):
-    def backward_from_output(y, dy, dx, p):
-        n = y.size
-        for b in prange((n + EBLOCK - 1) // EBLOCK):
-            lo, hi = block_bounds(b, n)
-            ys, dys, dxs = y[lo:hi], dy[lo:hi], dx[lo:hi]
-            for i in range(hi - lo):
-                g = dys[i]
-                put(dxs, i, g * fo(ys[i], p))
-    return backward_from_output
+    """The backward template on y, with f' a function of y (``fo``)."""
+    return backward_kernel(_from_output(fo), put)
+
+
+def _from_output(fo):
+    """(y, f'(y)) from fo(y, p), in the shape of a value_and_derivative scalar
+    (the value is unused by the backward template)."""
+    @always_inline
+    def value_and_derivative(y, p):
+        return y, fo(y, p)
+    return value_and_derivative
 
 
 # pass name -> (template, which scalar it needs, inputs, outputs)
