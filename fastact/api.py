@@ -1,6 +1,7 @@
 """Public op objects: ``fa.<name>`` is one of these; calling it is the forward."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -16,6 +17,26 @@ from .registry import baked_scalars, integer
 
 def _kernel_params(numeric, dtype):
     return tuple(dtype.type(v) for v in numeric)
+
+
+def records_autograd(forward):
+    """Wrap an op's forward ``__call__``: on torch tensors that require grad
+    (grad mode on, default backend) the call goes to ``fastact.torch``'s
+    function of the same name and arguments, which records autograd
+    (``dispatch.needs_autograd``); ``out=`` then raises, as torch's out= ops
+    do.  Every other call is the forward itself."""
+    @functools.wraps(forward)
+    def call(self, *args, **kwargs):
+        if kwargs.get("backend") is None and dispatch.needs_autograd(args):
+            if kwargs.pop("out", None) is not None:
+                raise RuntimeError(f"{self.spec.name}: out= is not differentiable: an input "
+                                   "requires grad (call it under torch.no_grad(), or without "
+                                   "out=)")
+            kwargs.pop("backend", None)
+            from . import torch as ft
+            return getattr(ft, self.spec.name)(*args, **kwargs)
+        return forward(self, *args, **kwargs)
+    return call
 
 
 class Op:
@@ -47,10 +68,8 @@ class ElementwiseOp(Op):
         super().__init__(spec)
         self._plans = {}
 
+    @records_autograd
     def __call__(self, x, *, out=None, backend=None, **params):
-        if backend is None and dispatch.needs_autograd((x,)):
-            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
-                ft, self.spec.name)(x, **params))
         return self._run("forward", (x,), ("x",), out, backend, params)
 
     def value_and_derivative(self, x, *, out=None, backend=None, **params):
@@ -244,10 +263,8 @@ class RowwiseOp(Op):
     ``op.forward_backward(x, dy, axis=-1)``: (y, dx).   Also ``out=``, ``backend=``.
     """
 
+    @records_autograd
     def __call__(self, x, *, axis=-1, out=None, backend=None):
-        if backend is None and dispatch.needs_autograd((x,)):
-            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
-                ft, self.spec.name)(x, axis=axis))
         return self._run("forward", (x,), ("x",), axis, out, backend)
 
     def backward(self, x, dy, *, axis=-1, out=None, backend=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import dispatch
-from .api import Op, normalize_axis, plain_dtype, split_axis
+from .api import Op, normalize_axis, plain_dtype, records_autograd, split_axis
 from .cpu import axis_kernels as K
 from .cpu.jit import PARALLEL_MIN
 from .dispatch import GivenOutputs, NewOutputs, Outputs, prepare, resolve_backend
@@ -79,10 +79,8 @@ class GatedOp(Op):
     ``op.forward_backward(x, dy)``: (y, dx).  Also ``out=``, ``backend=``.
     """
 
+    @records_autograd
     def __call__(self, x, *, axis=-1, out=None, backend=None, **params):
-        if backend is None and dispatch.needs_autograd((x,)):
-            return dispatch.differentiable_call(self.spec.name, (x,), out, lambda ft: getattr(
-                ft, self.spec.name)(x, axis=axis, **params))
         return self._run("forward", (x,), axis, out, backend, params)
 
     def backward(self, x, dy, *, axis=-1, out=None, backend=None, **params):
@@ -150,10 +148,8 @@ class PreluOp(Op):
     ``op.forward_backward(x, dy, weight)``: (y, dx, dweight).
     """
 
+    @records_autograd
     def __call__(self, x, weight, *, axis=1, out=None, backend=None):
-        if backend is None and dispatch.needs_autograd((x, weight)):
-            return dispatch.differentiable_call(self.spec.name, (x, weight), out,
-                                                lambda ft: ft.prelu(x, weight, axis=axis))
         return self._run("forward", (x, weight), axis, out, backend)
 
     def backward(self, x, dy, weight, *, axis=1, out=None, backend=None):
@@ -240,10 +236,8 @@ class MaxoutOp(Op):
     ``op.forward_backward(x, dy, pieces)``: (y, dx).
     """
 
+    @records_autograd
     def __call__(self, x, pieces, *, axis=-1, out=None, backend=None):
-        if backend is None and dispatch.needs_autograd((x,)):
-            return dispatch.differentiable_call(self.spec.name, (x,), out,
-                                                lambda ft: ft.maxout(x, pieces, axis=axis))
         return self._run("forward", (x,), pieces, axis, out, backend)
 
     def backward(self, x, dy, pieces, *, axis=-1, out=None, backend=None):

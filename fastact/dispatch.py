@@ -203,17 +203,6 @@ def needs_autograd(inputs) -> bool:
     return any(isinstance(x, torch.Tensor) and x.requires_grad for x in inputs)
 
 
-def differentiable_call(name, inputs, out, call):
-    """A forward call that records autograd (``needs_autograd``): ``call(ft)``
-    with the module ``fastact.torch``; an ``out=`` raises, as torch's own
-    out= functions do for inputs that require grad."""
-    if out is not None:
-        raise RuntimeError(f"{name}: out= is not differentiable: an input requires grad "
-                           "(call it under torch.no_grad(), or without out=)")
-    from . import torch as ft
-    return call(ft)
-
-
 def _check_torch_out(tensors):
     """An ``out=`` tensor that requires grad raises, as torch's out= ops do."""
     for t in tensors:

@@ -493,3 +493,11 @@ def test_train_torch_example_runs():
     out = subprocess.run([sys.executable, path, "--fastact", "--steps", "2"], check=True,
                          capture_output=True, text=True, timeout=300).stdout
     assert "swapped 2 activation modules" in out and "loss" in out
+
+
+def test_plain_api_refuses_a_target_that_requires_grad():
+    # fastact gives no target gradient: refused rather than silently detached
+    p = torch.randn(4, dtype=torch.float64)
+    t = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="target requires grad"):
+        fa.mse(p, t)

@@ -442,10 +442,8 @@ class LossOp(api.Op):
         super().__init__(spec)
         self._plans = {}
 
+    @api.records_autograd
     def __call__(self, pred, target, *, backend=None, **options):
-        if backend is None and dispatch.needs_autograd((pred,)):
-            return dispatch.differentiable_call(self.spec.name, (pred,), None, lambda ft: getattr(
-                ft, self.spec.name)(pred, target, **options))
         return self._run("forward", pred, target, None, backend, options)
 
     def value_and_grad(self, pred, target, *, out=None, backend=None, **options):
